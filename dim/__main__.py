@@ -1,0 +1,3 @@
+from dim.cli import main
+
+main(prog_name="dim")

@@ -1,0 +1,75 @@
+"""The shared mutual-information module, used by DIM and by InfoGAN.
+
+Three kinds of composable pieces (see the background notes and each class's
+docstring for the math):
+
+* critics (:mod:`dim.mi.critics`) turn inputs into score tensors, positives on
+  the diagonal: global ``(B, B)``, local ``(B, B, H*W)``;
+* negative samplers (:mod:`dim.mi.negatives`) choose which pairs to score and
+  return ``(positive (B, *L), negative (B, K, *L))``;
+* bounds (:mod:`dim.mi.bounds`) turn those scores into a loss and an MI
+  estimate in nats.
+
+Plus InfoGAN's variational Q bound (:mod:`dim.mi.variational`) and the closed
+form Gaussian prior term (:mod:`dim.mi.prior`).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dim.mi.bounds import (
+    BOUNDS,
+    BoundOutput,
+    DonskerVaradhanBound,
+    InfoNCEBound,
+    JensenShannonBound,
+    NWJBound,
+    make_bound,
+)
+from dim.mi.critics import (
+    GlobalConcatCritic,
+    GlobalSeparableCritic,
+    LocalConcatCritic,
+    LocalSeparableCritic,
+    Projection,
+)
+from dim.mi.estimator import MIEstimator
+from dim.mi.negatives import AllPairsNegatives, ShuffleNegatives, random_derangement
+from dim.mi.prior import gaussian_kl, reparameterize
+from dim.mi.variational import CategoricalQBound, GaussianQBound
+
+NEGATIVES: dict[str, type[nn.Module]] = {"shuffle": ShuffleNegatives, "all": AllPairsNegatives}
+
+
+def make_negatives(name: str) -> nn.Module:
+    """Build a negative sampler by its short name: ``shuffle`` or ``all``."""
+    if name not in NEGATIVES:
+        raise ValueError(f"unknown negative sampler {name!r}; choose one of {', '.join(NEGATIVES)}")
+    return NEGATIVES[name]()
+
+
+__all__ = [
+    "BOUNDS",
+    "NEGATIVES",
+    "AllPairsNegatives",
+    "BoundOutput",
+    "CategoricalQBound",
+    "DonskerVaradhanBound",
+    "GaussianQBound",
+    "GlobalConcatCritic",
+    "GlobalSeparableCritic",
+    "InfoNCEBound",
+    "JensenShannonBound",
+    "LocalConcatCritic",
+    "LocalSeparableCritic",
+    "MIEstimator",
+    "NWJBound",
+    "Projection",
+    "ShuffleNegatives",
+    "gaussian_kl",
+    "make_bound",
+    "make_negatives",
+    "random_derangement",
+    "reparameterize",
+]

@@ -1,0 +1,31 @@
+"""One MI term: a critic, a negative sampler and a bound composed."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from dim.mi.bounds import BoundOutput
+
+
+class MIEstimator(nn.Module):
+    """Estimate I(x; z) on a batch as ``bound(*negatives(critic, x, z))``.
+
+    Example:
+        >>> term = MIEstimator(LocalConcatCritic(128, 64), ShuffleNegatives(), JensenShannonBound())
+        >>> loss, mi = term(feature_map, code)  # (B, 128, 8, 8), (B, 64)
+
+    Args:
+        critic: scores pairs (see :mod:`dim.mi.critics`).
+        negatives: picks the pairs (see :mod:`dim.mi.negatives`).
+        bound: turns scores into a loss and an estimate in nats (see :mod:`dim.mi.bounds`).
+    """
+
+    def __init__(self, critic: nn.Module, negatives: nn.Module, bound: nn.Module) -> None:
+        super().__init__()
+        self.critic = critic
+        self.negatives = negatives
+        self.bound = bound
+
+    def forward(self, x: Tensor, z: Tensor) -> BoundOutput:
+        positive, negative = self.negatives(self.critic, x, z)
+        return self.bound(positive, negative)

@@ -1,0 +1,3 @@
+from infogan.cli import main
+
+main(prog_name="infogan")
