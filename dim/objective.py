@@ -1,0 +1,234 @@
+"""The Deep InfoMax objective: alpha * global MI + beta * local MI + gamma * prior.
+
+The background notes (section 3) write it as
+
+    min  -alpha * I_global(x, z)  -  beta * mean_ij I_local(C_ij(x), z)  +  gamma * prior(z),
+
+after Hjelm et al., *Learning deep representations by mutual information
+estimation and maximization*, ICLR 2019, eq. 8. Each MI term is an
+:class:`dim.mi.MIEstimator` (critic + negative sampler + bound) from the shared
+MI module:
+
+* global: the flattened last convolutional map against the code z. DIM's
+  global discriminator encodes C(x) with a further convolution and flattens
+  it; the encoder's last convolution already does exactly that, so its output
+  is reused (the background notes: "concatenating x and z and compressing
+  again amounts to sharing the encoder").
+* local: every position C_ij of the intermediate map C(x) against z.
+
+Negatives ``"locations"`` is the DIM paper's local infoNCE: each position of an
+image is classified against *every position of every other image* in the batch,
+``(B - 1) * H * W`` negatives per positive. The log-sum-exp over those
+negatives is the same for all positions of a row, so it is computed once per
+row (:class:`CrossLocationInfoNCE`), not once per position.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dim.mi import (
+    AllPairsNegatives,
+    BoundOutput,
+    GlobalConcatCritic,
+    GlobalSeparableCritic,
+    LocalConcatCritic,
+    LocalSeparableCritic,
+    MIEstimator,
+    gaussian_kl,
+    make_bound,
+    make_negatives,
+)
+from dim.models import Encoder, Encoding
+
+ESTIMATORS = ("jsd", "infonce", "dv", "nwj")
+NEGATIVES = ("shuffle", "all", "locations")
+CRITICS = ("concat", "separable")
+PRIORS = ("kl", "adversarial", "none")
+
+Gather = Callable[[Tensor], Tensor]
+
+
+class CrossLocationInfoNCE(nn.Module):
+    """Local infoNCE with every position of every other image as a negative (the DIM paper).
+
+    With ``s[i, j, l] = T(C_l(x_j), z_i)`` from the critic's all-pairs scores,
+    the positive of row i at position l is ``s[i, i, l]`` and its negatives are
+    all ``s[i, j, l']`` with ``j != i``, shared by the whole row:
+
+        N_i  = logsumexp_{j != i, l'} s[i, j, l']                      (once per row)
+        mi   = mean_{i,l} [ s[i,i,l] - logaddexp(s[i,i,l], N_i) ] + log(1 + (B - 1) L)
+        loss = -mi
+
+    Args:
+        critic: a local critic (``critic(x, z) -> (B, B, L)``); a separable one
+            makes the ``B * B * L`` scores a single matrix product.
+    """
+
+    def __init__(self, critic: nn.Module) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x: Tensor, z: Tensor) -> BoundOutput:
+        scores = self.critic(x, z).float()  # (B, B, L)
+        batch, _, locations = scores.shape
+        if batch < 2:
+            raise ValueError(f"negative sampling needs a batch of at least 2 samples, got {batch}")
+        positive = scores.diagonal(dim1=0, dim2=1).t()  # (B, L)
+        own = torch.eye(batch, dtype=torch.bool, device=scores.device)[:, :, None]  # (B, B, 1)
+        negative = torch.logsumexp(scores.masked_fill(own, float("-inf")).flatten(1), dim=1)  # (B,)
+        log_ratio = positive - torch.logaddexp(positive, negative[:, None])  # (B, L)
+        mi = log_ratio.mean() + math.log(1 + (batch - 1) * locations)
+        return BoundOutput(loss=-mi, mi=mi.detach())
+
+
+class AdversarialPrior(nn.Module):
+    """The DIM paper's prior matching: a discriminator tells N(0, I) samples from codes.
+
+    The encoder minimises the non-saturating GAN loss ``softplus(-D(z))``; the
+    discriminator, trained with its own optimiser, minimises
+    ``softplus(-D(prior sample)) + softplus(D(z))`` (Hjelm et al., Sec. 3.3).
+    Layer sizes follow the paper (1000 -> 200 -> 1).
+
+    Shapes: ``z`` is ``(B, z_dim)``; both losses are scalars.
+    """
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.discriminator = nn.Sequential(
+            nn.Linear(z_dim, 1000), nn.ReLU(), nn.Linear(1000, 200), nn.ReLU(), nn.Linear(200, 1)
+        )
+
+    def encoder_loss(self, z: Tensor) -> Tensor:
+        return F.softplus(-self.discriminator(z)).mean()
+
+    def discriminator_loss(self, z: Tensor) -> Tensor:
+        real = self.discriminator(torch.randn_like(z))  # (B, 1)
+        fake = self.discriminator(z.detach())  # (B, 1)
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+class DIMOutput(NamedTuple):
+    """One training step's terms (loss tensors keep their graph; MI estimates are detached nats).
+
+    ``global_term`` / ``local_term`` are ``None`` when their weight is zero;
+    ``prior`` is the prior term's loss: the KL for ``prior="kl"``, else zero
+    (the adversarial prior's encoder loss is computed by the trainer, outside
+    DistributedDataParallel, and swapped in with ``output._replace(prior=...)``).
+    """
+
+    encoding: Encoding
+    global_term: BoundOutput | None
+    local_term: BoundOutput | None
+    prior: Tensor
+
+
+class DeepInfoMax(nn.Module):
+    """Encoder plus the MI terms of the DIM objective, one module for DDP to wrap.
+
+    Args:
+        encoder: the :class:`dim.models.Encoder` being trained.
+        estimator: the bound of both MI terms: ``jsd``, ``infonce``, ``dv`` or ``nwj``.
+        negatives: ``shuffle`` (one shuffled negative per positive, the
+            background notes), ``all`` (all in-batch pairs, per position for the
+            local term) or ``locations`` (``all`` for the global term; for the
+            local term the cross-location infoNCE above, estimator ``infonce`` only).
+        critic: ``concat`` (MLP / 1x1 convolutions over ``[x, z]``) or
+            ``separable`` (dot product of projections).
+        prior: ``kl`` (closed-form KL of the Gaussian code to N(0, I)),
+            ``adversarial`` (see :class:`AdversarialPrior`, which the trainer
+            holds next to this module) or ``none``.
+        alpha, beta, gamma: weights of the global, local and prior terms.
+        critic_hidden: hidden width of the critics.
+        gather: for DDP, a function that all-gathers a per-rank tensor along the
+            batch (see :func:`dim.mi.gather.all_gather_with_local_grad`); negatives
+            are then drawn from the whole global batch.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        estimator: str = "jsd",
+        negatives: str = "shuffle",
+        critic: str = "concat",
+        prior: str = "kl",
+        alpha: float = 0.5,
+        beta: float = 1.5,
+        gamma: float = 0.01,
+        critic_hidden: int = 256,
+        gather: Gather | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value, choices in [
+            ("estimator", estimator, ESTIMATORS),
+            ("negatives", negatives, NEGATIVES),
+            ("critic", critic, CRITICS),
+            ("prior", prior, PRIORS),
+        ]:
+            if value not in choices:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+        if negatives == "locations" and estimator != "infonce":
+            raise ValueError("negatives 'locations' is the cross-location infoNCE; use it with --estimator infonce")
+        if estimator == "infonce" and negatives == "shuffle":
+            raise ValueError(
+                "infoNCE with one shuffled negative is capped at log 2; use --negatives all or locations with it"
+            )
+        if min(alpha, beta, gamma) < 0 or alpha + beta == 0:
+            raise ValueError(f"weights must be >= 0 with alpha + beta > 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
+        if (prior == "kl") != encoder.stochastic:
+            raise ValueError("prior 'kl' needs a stochastic encoder, the other priors a deterministic one")
+        self.encoder = encoder
+        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+        self.prior_kind = prior
+        self.gather = gather
+        local_channels = encoder.local_shape[0]
+        sampler = AllPairsNegatives() if negatives == "locations" else make_negatives(negatives)
+        self.global_mi: nn.Module | None = None
+        self.local_mi: nn.Module | None = None
+        if alpha > 0:
+            global_critic = (
+                GlobalConcatCritic(encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
+                if critic == "concat"
+                else GlobalSeparableCritic(encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
+            )
+            self.global_mi = MIEstimator(global_critic, sampler, make_bound(estimator))
+        if beta > 0:
+            local_critic = (
+                LocalConcatCritic(local_channels, encoder.z_dim, hidden_dim=critic_hidden)
+                if critic == "concat"
+                else LocalSeparableCritic(local_channels, encoder.z_dim, hidden_dim=critic_hidden)
+            )
+            self.local_mi = (
+                CrossLocationInfoNCE(local_critic)
+                if negatives == "locations"
+                else MIEstimator(local_critic, sampler, make_bound(estimator))
+            )
+
+    def forward(self, images: Tensor) -> DIMOutput:
+        """``(B, C, H, W)`` images -> the objective's terms for this batch."""
+        encoding = self.encoder(images)
+        z = encoding.z.float()  # (B, Z)
+        gather = self.gather or (lambda tensor: tensor)
+        all_z = gather(z)  # (B_global, Z)
+        global_term = local_term = None
+        if self.global_mi is not None:
+            global_term = self.global_mi(gather(encoding.conv.flatten(1).float()), all_z)  # (B_g, C_c*h'*w') vs z
+        if self.local_mi is not None:
+            local_term = self.local_mi(gather(encoding.local.float()), all_z)  # (B_g, C_l, h, w) vs z
+        prior = gaussian_kl(encoding.mean, encoding.log_var) if self.prior_kind == "kl" else z.new_zeros(())
+        return DIMOutput(encoding, global_term, local_term, prior)
+
+    def loss(self, output: DIMOutput) -> Tensor:
+        """alpha * global loss + beta * local loss + gamma * prior, a scalar."""
+        total = self.gamma * output.prior
+        if output.global_term is not None:
+            total = total + self.alpha * output.global_term.loss
+        if output.local_term is not None:
+            total = total + self.beta * output.local_term.loss
+        return total

@@ -1,0 +1,445 @@
+"""Deep InfoMax training: the loop behind ``dim train``.
+
+Example:
+    >>> from dim.train import TrainConfig, train
+    >>> result = train(TrainConfig(dataset="shapes", epochs=1, out="runs/shapes"))
+    >>> result.knn_top1
+
+The whole training split is decoded once and kept on the training device as
+uint8; each batch is drawn by indexing, normalised, augmented on the device
+and fed in channels-last layout (bf16 autocast on CUDA). Loss terms and MI
+estimates are accumulated on the device and read back once per log interval,
+so the hot path never waits for the device.
+
+A run directory holds ``config.json``, ``checkpoint.pt`` (written atomically at
+the end of every epoch and of the run; it stores the optimiser, the position in
+the epoch and every RNG, so ``resume=True`` continues exactly), ``metrics.csv``
+(one row per epoch: losses, MI estimates in nats, kNN top-1, images/s) and
+``knn.png`` (test queries and their 9 nearest training images).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dim.augment import AUGMENTATIONS, augment
+from dim.data import ImageDataset, load_dataset
+from dim.distributed import DistributedContext, init_distributed, process_device, shutdown_distributed
+from dim.evaluate import evaluate, subset_indices
+from dim.features import FeatureExtractor
+from dim.mi.gather import all_gather_with_local_grad
+from dim.models import ARCHS, Encoder, FeatureHead
+from dim.objective import CRITICS, ESTIMATORS, NEGATIVES, PRIORS, AdversarialPrior, DeepInfoMax
+from dim.preprocess import normalize_images
+from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
+from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
+
+CHECKPOINT_FORMAT = 1
+
+# Settings a preset fills in when they are not given explicitly.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The background notes' objective: JSD, one shuffled negative, concat critics, no augmentation.
+    "default": {"estimator": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
+                "augment": "none"},
+    # Most accuracy per CPU-minute: the DIM paper's local infoNCE against every position of every
+    # other image, separable critics (all scores in one matrix product), flip + crop augmentation.
+    "fast": {"estimator": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
+             "augment": "flip-crop"},
+}
+# Settings that may change when a run is resumed; the rest come from the checkpoint.
+RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "num_workers")
+# Statistics accumulated on the device each step, in this order.
+STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a DIM training run is configured by (saved as ``config.json``).
+
+    ``None`` fields take the value of the chosen :data:`PRESETS` entry.
+
+    Attributes:
+        dataset: a dataset name (``cifar10``, ``shapes``, ...) or an image folder.
+        data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
+        out: run directory (default ``runs/dim-<dataset>-<time>``).
+        preset: ``default`` (the background notes' setting) or ``fast``.
+        epochs: passes over the training split.
+        max_steps: stop after this many optimiser steps in total (``None``: no limit).
+        time_limit: stop after this many minutes of training in this session
+            (``None``: no limit); evaluation time does not count.
+        batch_size: images per step and process.
+        lr: Adam learning rate.
+        estimator: MI bound, ``jsd``, ``infonce``, ``dv`` or ``nwj``.
+        negatives: ``shuffle``, ``all`` or ``locations`` (see :class:`dim.objective.DeepInfoMax`).
+        critic: ``concat`` or ``separable``.
+        augment: ``none``, ``flip-crop`` or ``flip-crop-jitter``.
+        prior: ``kl``, ``adversarial`` or ``none``.
+        alpha, beta, gamma: weights of the global MI, local MI and prior terms
+            (the background notes' 0.5, 1.5, 0.01 by default).
+        arch: encoder, ``dcgan`` or ``resnet18``.
+        z_dim: size of the code.
+        critic_hidden: hidden width of the critics. The DIM paper uses 512; 256
+            keeps a step of the default objective at about 200 MFLOP per image
+            (the local concat critic at 512 alone costs as much as the encoder).
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        seed: seed of every RNG.
+        num_workers: CPU threads torch may use (0: torch's default). The data
+            lives in memory, so no loader processes are needed.
+        knn: report kNN top-1 after each epoch and at the end (labelled data only).
+        knn_k, knn_temperature: the kNN protocol (k = 200, T = 0.1).
+        knn_memory, knn_queries: sizes of the fixed training / test subsets of
+            the kNN check after each epoch (the last evaluation uses everything).
+        log_every: steps between progress-bar updates (the only device syncs).
+        compile: run the training step through ``torch.compile``.
+    """
+
+    dataset: str = "shapes"
+    data_dir: str | None = None
+    out: str | None = None
+    preset: str = "default"
+    epochs: int = 10
+    max_steps: int | None = None
+    time_limit: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    estimator: str | None = None
+    negatives: str | None = None
+    critic: str | None = None
+    augment: str | None = None
+    prior: str = "kl"
+    alpha: float = 0.5
+    beta: float = 1.5
+    gamma: float = 0.01
+    arch: str = "dcgan"
+    z_dim: int = 64
+    critic_hidden: int = 256
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 0
+    knn: bool = True
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    knn_memory: int = 10000
+    knn_queries: int = 2000
+    log_every: int = 10
+    compile: bool = False
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the preset's values filled in and every choice checked."""
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        filled = {name: value for name, value in PRESETS[self.preset].items() if getattr(self, name) is None}
+        config = dataclasses.replace(self, **filled)
+        for name, choices in [("estimator", ESTIMATORS), ("negatives", NEGATIVES), ("critic", CRITICS),
+                              ("prior", PRIORS), ("arch", ARCHS), ("augment", AUGMENTATIONS)]:
+            if getattr(config, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(config, name)!r}; choose one of {', '.join(choices)}")
+        if config.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+        if config.max_steps is not None and config.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
+        if config.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (negatives come from the batch), got {config.batch_size}")
+        if config.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {config.log_every}")
+        return config
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes:
+        run_dir: the run directory.
+        step: optimiser steps taken in total (including earlier sessions of a resumed run).
+        epoch: completed epochs (fractional when stopped mid-epoch by ``max_steps``).
+        knn_top1: kNN top-1 of the final evaluation (``None`` for unlabelled data or no training).
+        metrics: the ``metrics.csv`` rows written by this call.
+    """
+
+    run_dir: Path
+    step: int
+    epoch: float
+    knn_top1: float | None
+    metrics: list[dict[str, Any]]
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> Tensor:
+    """The shuffled sample order of one epoch, a function of (seed, epoch) only, the same on every process."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=generator)
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a DIM encoder (under ``torchrun``: one process of a DDP job).
+
+    Args:
+        config: the run's settings.
+        resume: continue the run in ``config.out`` from its checkpoint; its saved
+            settings are used except for those in :data:`RESUMABLE`.
+        progress: show a progress bar and per-epoch summaries.
+
+    Raises:
+        ValueError: for invalid settings, a fresh run into a directory that
+            already holds a checkpoint, or a dataset smaller than one batch.
+        FileNotFoundError: for ``resume`` without a checkpoint.
+    """
+    trainer = Trainer(config, resume=resume, progress=progress)
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+class Trainer:
+    """One training run; :func:`train` is the way to use it."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
+        checkpoint = None
+        if resume:
+            if config.out is None:
+                raise ValueError("resume needs the run directory to continue (--out RUN_DIR)")
+            checkpoint = load_checkpoint(config.out, kind="dim")
+            saved = TrainConfig(**checkpoint["config"])
+            config = dataclasses.replace(saved, out=config.out, **{name: getattr(config, name) for name in RESUMABLE})
+        config = config.resolved()
+        device = select_device(config.device)
+        self.context: DistributedContext = init_distributed(device)
+        self.device = process_device(device, self.context)
+        self.progress = progress and self.context.is_main
+        if config.num_workers > 0:
+            torch.set_num_threads(config.num_workers)
+        run_dir = Path(config.out) if config.out else default_run_dir(f"dim-{Path(config.dataset).name}")
+        self.run_dir = Path(self.context.broadcast(str(run_dir)))
+        config = dataclasses.replace(config, out=str(self.run_dir))
+        if not resume and (self.run_dir / "checkpoint.pt").exists():
+            raise ValueError(f"{self.run_dir} already holds a checkpoint: pass resume (--resume) or choose another --out")
+        self.config = config
+        seed_everything(config.seed + self.context.rank)
+
+        self.train_set = load_dataset(config.dataset, "train", config.data_dir, progress=self.progress)
+        self.test_set: ImageDataset | None = None
+        if self.train_set.is_labelled:
+            self.test_set = load_dataset(config.dataset, "test", config.data_dir, progress=self.progress)
+        self.global_batch = config.batch_size * self.context.world_size
+        self.steps_per_epoch = len(self.train_set) // self.global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"{config.dataset} has {len(self.train_set)} training images, fewer than one batch of "
+                f"{self.global_batch}: lower --batch-size"
+            )
+        self.train_images = self.train_set.images.to(self.device)  # (N, C, H, W) uint8, resident
+
+        encoder = Encoder(
+            config.arch, self.train_set.channels, self.train_set.image_size, config.z_dim, stochastic=config.prior == "kl"
+        )
+        gather = all_gather_with_local_grad if self.context.enabled else None
+        self.model = DeepInfoMax(
+            encoder, config.estimator, config.negatives, config.critic, config.prior,
+            config.alpha, config.beta, config.gamma, config.critic_hidden, gather,
+        ).to(self.device, memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)
+        self.adversary: AdversarialPrior | None = None
+        self.adversary_optimizer: torch.optim.Optimizer | None = None
+        if config.prior == "adversarial":
+            self.adversary = AdversarialPrior(config.z_dim).to(self.device)
+            self.adversary_optimizer = torch.optim.Adam(self.adversary.parameters(), lr=config.lr, fused=True)
+        self.step_model: torch.nn.Module = self.model
+        if self.context.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        if config.compile:
+            self.step_model = torch.compile(self.step_model)
+
+        self.step = 0  # optimiser steps so far
+        self.epoch = 0  # completed epochs
+        self.batch = 0  # next batch within the current epoch
+        self.train_seconds = 0.0  # time spent in training steps in this session
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        elif self.context.is_main:
+            write_config(self.run_dir, dataclasses.asdict(config))
+        self.metrics = MetricsLog(self.run_dir) if self.context.is_main else None
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    # ------------------------------------------------------------------ training
+
+    def run(self) -> TrainResult:
+        config = self.config
+        rows: list[dict[str, Any]] = []
+        knn_top1 = None
+        if self._finished():
+            self._print(f"{self.run_dir}: already trained to epoch {self.epoch}, step {self.step}; nothing to do")
+        while not self._finished():
+            totals, images, seconds = self._train_epoch()
+            last = self._finished()
+            evaluation = self._evaluate(full=last)
+            knn_top1 = evaluation["knn_top1"] if evaluation else None
+            means = (totals / max(images // self.global_batch, 1)).tolist()
+            row = {
+                "epoch": round(self.epoch + self.batch / self.steps_per_epoch, 4),
+                **dict(zip(STATS, means)),
+                "knn_top1": "" if knn_top1 is None else knn_top1,
+                "images_per_s": images / max(seconds, 1e-9),
+                "seconds": seconds,
+            }
+            if self.metrics is not None:
+                self.metrics.log(self.step, **row)
+            rows.append({"step": self.step, **row})
+            self._save()
+            knn_text = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f} ({'full' if last else 'subset'})"
+            self._print(
+                f"epoch {row['epoch']:g} step {self.step}: loss {row['loss']:.4f}, MI global {row['global_mi']:.3f} "
+                f"local {row['local_mi']:.3f} nats{knn_text}, {row['images_per_s']:.0f} images/s"
+            )
+        return TrainResult(self.run_dir, self.step, self.epoch + self.batch / self.steps_per_epoch, knn_top1, rows)
+
+    def _finished(self) -> bool:
+        max_steps, time_limit = self.config.max_steps, self.config.time_limit
+        return (
+            self.epoch >= self.config.epochs
+            or (max_steps is not None and self.step >= max_steps)
+            or (time_limit is not None and self.train_seconds >= 60 * time_limit)
+        )
+
+    def _train_epoch(self) -> tuple[Tensor, int, float]:
+        """Train until the end of the epoch or ``max_steps``; returns summed stats, images, seconds."""
+        config, rank, batch_size = self.config, self.context.rank, self.config.batch_size
+        order = epoch_order(len(self.train_images), config.seed, self.epoch).to(self.device)
+        totals = torch.zeros(len(STATS), device=self.device)
+        window = torch.zeros(len(STATS), device=self.device)
+        steps = self.steps_per_epoch - self.batch
+        if config.max_steps is not None:
+            steps = min(steps, config.max_steps - self.step)
+        bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{config.epochs}", disable=not self.progress,
+                   dynamic_ncols=True, leave=False)
+        self.model.train()
+        start, done = time.perf_counter(), 0
+        for _ in range(steps):
+            if config.time_limit is not None and self.train_seconds + time.perf_counter() - start >= 60 * config.time_limit:
+                break
+            offset = (self.batch * self.context.world_size + rank) * batch_size
+            window += self._train_step(self.train_images[order[offset : offset + batch_size]])
+            self.batch, self.step, done = self.batch + 1, self.step + 1, done + 1
+            bar.update()
+            if done % config.log_every == 0:
+                values = dict(zip(STATS, (window / config.log_every).tolist()))  # the only sync
+                totals += window
+                window.zero_()
+                bar.set_postfix(loss=f"{values['loss']:.3f}", mi_global=f"{values['global_mi']:.3f}",
+                                mi_local=f"{values['local_mi']:.3f}", prior=f"{values['prior']:.3f}")
+        totals += window
+        totals = totals.cpu()  # waits for the device, so the timing below is complete
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        bar.close()
+        if self.batch == self.steps_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        return totals, done * self.global_batch, seconds
+
+    def _train_step(self, batch: Tensor) -> Tensor:
+        """One optimiser step on uint8 ``(B, C, H, W)``; returns the :data:`STATS` as a device tensor."""
+        images = augment(normalize_images(batch), self.config.augment)  # (B, C, H, W) in [-1, 1]
+        images = images.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            output = self.step_model(images)
+            if self.adversary is not None:
+                output = output._replace(prior=self.adversary.encoder_loss(output.encoding.z.float()))
+            loss = self.model.loss(output)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.adversary is not None:
+            self.adversary_optimizer.zero_grad(set_to_none=True)  # drop what the encoder's loss left there
+            with self.autocast:
+                adversary_loss = self.adversary.discriminator_loss(output.encoding.z.float())
+            adversary_loss.backward()
+            self.context.average_gradients(self.adversary)
+            self.adversary_optimizer.step()
+        self.optimizer.step()
+        zero = loss.new_zeros(())
+        terms = [output.global_term, output.local_term]
+        return torch.stack(
+            [loss.detach(), *(zero if t is None else t.loss.detach() for t in terms), output.prior.detach(),
+             *(zero if t is None else t.mi for t in terms)]
+        ).float()
+
+    # ---------------------------------------------------------------- evaluation
+
+    def _evaluate(self, full: bool) -> dict[str, Any] | None:
+        """kNN top-1 on rank 0 (a fixed subset after each epoch, everything at the end with ``knn.png``)."""
+        if self.test_set is None or not self.config.knn:
+            return None
+        result = None
+        if self.context.is_main:
+            config = self.config
+            memory = subset_indices(len(self.train_set), None if full else config.knn_memory, config.seed)
+            queries = subset_indices(len(self.test_set), None if full else config.knn_queries, config.seed + 1)
+            encoder = self.model.encoder
+            extractor = FeatureExtractor(
+                FeatureHead(encoder, "z"), encoder.image_size, encoder.channels, encoder.z_dim, "dim:z"
+            ).eval()
+            result = evaluate(
+                extractor,
+                self.train_images[memory.to(self.device)], self.train_set.labels[memory],
+                self.test_set.images[queries], self.test_set.labels[queries],
+                self.train_set.num_classes, config.knn_k, config.knn_temperature,
+                grid_path=self.run_dir / "knn.png" if full else None,
+            )
+            self.model.train()
+        self.context.barrier()
+        return self.context.broadcast(result)
+
+    # --------------------------------------------------------------- checkpoints
+
+    def _save(self) -> None:
+        rng = self.context.gather(rng_state())  # every process's RNG (a collective: all ranks call it)
+        if not self.context.is_main:
+            return
+        checkpoint = {
+            "kind": "dim",
+            "format": CHECKPOINT_FORMAT,
+            "config": dataclasses.asdict(self.config),
+            "encoder_config": self.model.encoder.config(),
+            "dataset": {"name": self.train_set.name, "classes": self.train_set.classes},
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "rng": rng,
+        }
+        if self.adversary is not None:
+            checkpoint["adversary"] = self.adversary.state_dict()
+            checkpoint["adversary_optimizer"] = self.adversary_optimizer.state_dict()
+        atomic_save(checkpoint, self.run_dir / "checkpoint.pt")
+
+    def _restore(self, checkpoint: dict) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(checkpoint["adversary"])
+            self.adversary_optimizer.load_state_dict(checkpoint["adversary_optimizer"])
+        self.step, self.epoch, self.batch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch"]
+        states = checkpoint["rng"]
+        if len(states) == self.context.world_size:
+            set_rng_state(states[self.context.rank])
+        if self.context.is_main:
+            write_config(self.run_dir, dataclasses.asdict(self.config))
+
+    def _print(self, message: str) -> None:
+        if self.progress:
+            tqdm.write(message)
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+        shutdown_distributed(self.context)

@@ -1,0 +1,64 @@
+"""Weighted kNN, linear probe and neighbour grid on hand-made features."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from dim.evaluate import knn_classify, linear_probe, nearest_neighbours, save_neighbour_grid, subset_indices
+
+# Memory: three unit-ish vectors (the first deliberately not normalised), labels 0, 1, 1.
+MEMORY = torch.tensor([[5.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
+MEMORY_LABELS = torch.tensor([0, 1, 1])
+QUERIES = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+QUERY_LABELS = torch.tensor([0, 1, 0])
+
+
+def test_weighted_knn_matches_the_hand_computed_votes():
+    # Cosine similarities of query 0: 1.0, 0.8, 0.0 -> class 0 gets e^10, class 1 gets e^8 + e^0: class 0.
+    # Query 1: 0.0, 0.6, 1.0 -> class 1. Query 2: 0.6, 0.96, 0.8 -> class 1 (wrong, its label is 0).
+    result = knn_classify(MEMORY, MEMORY_LABELS, QUERIES, QUERY_LABELS, num_classes=2, k=200, temperature=0.1)
+    assert result.k == 3  # capped at the memory size
+    assert result.predictions.tolist() == [0, 1, 1]
+    assert result.top1 == pytest.approx(2 / 3)
+    assert result.neighbours[2].tolist() == [1, 2, 0]
+
+
+def test_a_high_temperature_turns_the_vote_into_a_majority_vote():
+    result = knn_classify(MEMORY, MEMORY_LABELS, QUERIES, QUERY_LABELS, num_classes=2, k=3, temperature=100.0)
+    assert result.predictions.tolist() == [1, 1, 1]
+    assert result.top1 == pytest.approx(1 / 3)
+
+
+def test_nearest_neighbours_returns_descending_cosine_similarities():
+    similarities, indices = nearest_neighbours(MEMORY, QUERIES[:1], k=2)
+    assert indices.tolist() == [[0, 1]]
+    assert similarities[0].tolist() == pytest.approx([1.0, 0.8])
+
+
+def test_knn_rejects_unlabelled_memory():
+    with pytest.raises(ValueError, match="labelled"):
+        knn_classify(MEMORY, torch.tensor([0, -1, 1]), QUERIES, QUERY_LABELS, num_classes=2)
+
+
+def test_linear_probe_separates_separable_features():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (300,), generator=generator)
+    features = torch.randn(300, 8, generator=generator) * 0.1
+    features[torch.arange(300), labels] += 2.0
+    assert linear_probe(features[:200], labels[:200], features[200:], labels[200:], 3) == 1.0
+
+
+def test_neighbour_grid_has_one_row_per_query(tmp_path):
+    memory = torch.randint(0, 256, (12, 3, 8, 8), dtype=torch.uint8)
+    neighbours = torch.arange(20).remainder(12).view(2, 10)
+    save_neighbour_grid(tmp_path / "knn.png", memory[:2], memory, neighbours)
+    with Image.open(tmp_path / "knn.png") as image:
+        assert image.size == (2 + 10 * (8 + 2), 2 + 2 * (8 + 2))  # 10 columns: the query and 9 neighbours
+
+
+def test_subset_indices_is_fixed_and_sorted():
+    assert subset_indices(10, None).tolist() == list(range(10))
+    first, second = subset_indices(100, 7, seed=3), subset_indices(100, 7, seed=3)
+    assert torch.equal(first, second) and len(first) == 7 and torch.equal(first, first.sort().values)

@@ -1,0 +1,115 @@
+"""Encoder shapes, the DIM objective and loading a trained encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dim
+from dim.features import FeatureExtractor
+from dim.models import Encoder, FeatureHead
+from dim.objective import CrossLocationInfoNCE, DeepInfoMax
+from dim.mi import LocalSeparableCritic
+from dim.utils import atomic_save
+
+
+@pytest.mark.parametrize(
+    ("arch", "channels", "size", "local", "conv"),
+    [
+        ("dcgan", 3, 32, (128, 8, 8), (256, 4, 4)),
+        ("dcgan", 1, 28, (128, 7, 7), (256, 3, 3)),
+        ("resnet18", 3, 32, (256, 8, 8), (512, 4, 4)),
+    ],
+)
+def test_encoder_shapes(arch, channels, size, local, conv):
+    encoder = Encoder(arch, channels, size, z_dim=64)
+    out = encoder(torch.randn(2, channels, size, size))
+    assert out.local.shape == (2, *local) and out.conv.shape == (2, *conv)
+    assert out.mean.shape == out.log_var.shape == out.z.shape == (2, 64)
+    assert not torch.equal(out.z, out.mean)  # sampled while training
+    encoder.eval()
+    assert torch.equal(encoder(torch.zeros(2, channels, size, size)).z, encoder(torch.zeros(2, channels, size, size)).mean)
+    for feature in ("z", "fc", "conv"):
+        assert encoder.features(torch.randn(2, channels, size, size), feature).shape == (2, encoder.feature_dim(feature))
+
+
+def test_deterministic_encoder_has_no_log_var():
+    out = Encoder(stochastic=False)(torch.randn(2, 3, 32, 32))
+    assert out.log_var is None and torch.equal(out.z, out.mean)
+
+
+def test_encoder_rejects_bad_settings():
+    with pytest.raises(ValueError, match="architecture"):
+        Encoder("vgg")
+    with pytest.raises(ValueError, match="channels"):
+        Encoder(channels=2)
+    with pytest.raises(ValueError, match="feature"):
+        Encoder().features(torch.randn(2, 3, 32, 32), "logits")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"estimator": "infonce", "negatives": "locations", "critic": "separable"},
+        {"estimator": "dv", "negatives": "all", "critic": "separable", "alpha": 0.0},
+    ],
+)
+def test_objective_terms(options):
+    torch.manual_seed(0)
+    model = DeepInfoMax(Encoder(), critic_hidden=32, **options)
+    output = model(torch.randn(6, 3, 32, 32))
+    loss = model.loss(output)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert output.local_term is not None and output.local_term.mi.requires_grad is False
+    assert (output.global_term is None) == (options.get("alpha") == 0.0)
+    loss.backward()
+    assert model.encoder.local[0][0].weight.grad is not None
+
+
+def test_objective_rejects_inconsistent_choices():
+    with pytest.raises(ValueError, match="infonce"):
+        DeepInfoMax(Encoder(), estimator="jsd", negatives="locations")
+    with pytest.raises(ValueError, match="log 2"):
+        DeepInfoMax(Encoder(), estimator="infonce", negatives="shuffle")
+    with pytest.raises(ValueError, match="stochastic"):
+        DeepInfoMax(Encoder(stochastic=False), prior="kl")
+
+
+def test_cross_location_infonce_matches_a_direct_softmax():
+    torch.manual_seed(0)
+    critic = LocalSeparableCritic(8, 4, embed_dim=5, hidden_dim=6)
+    x, z = torch.randn(3, 8, 2, 2), torch.randn(3, 4)
+    mi = CrossLocationInfoNCE(critic)(x, z).mi
+    scores = critic(x, z)  # (B, B, L)
+    expected = []
+    for i in range(3):
+        negatives = torch.cat([scores[i, j] for j in range(3) if j != i])  # (B-1) * L scores
+        for l in range(4):
+            logits = torch.cat([scores[i, i, l : l + 1], negatives])
+            expected.append(logits[0] - torch.logsumexp(logits, 0))
+    assert torch.allclose(mi, torch.stack(expected).mean() + torch.log(torch.tensor(1.0 + 2 * 4)), atol=1e-5)
+
+
+def test_load_encoder_returns_a_feature_extractor(tmp_path):
+    model = DeepInfoMax(Encoder(channels=1, image_size=28), critic_hidden=16)
+    checkpoint = {"kind": "dim", "encoder_config": model.encoder.config(), "model": model.state_dict()}
+    atomic_save(checkpoint, tmp_path / "checkpoint.pt")
+    extractor = dim.load_encoder(tmp_path, feature="fc")
+    assert isinstance(extractor, FeatureExtractor) and not extractor.training
+    assert (extractor.image_size, extractor.channels, extractor.feature_dim) == (28, 1, 1024)
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    reference = FeatureHead(model.encoder.eval(), "fc")
+    with torch.no_grad():
+        assert torch.allclose(extractor(images), reference(images.float() / 127.5 - 1), atol=1e-5)
+
+
+def test_load_encoder_refuses_other_checkpoints(tmp_path):
+    atomic_save({"kind": "infogan"}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="'infogan' checkpoint, but a 'dim' checkpoint is needed"):
+        dim.load_encoder(tmp_path)
+    atomic_save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a checkpoint written by this toolkit"):
+        dim.load_encoder(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        dim.load_encoder(tmp_path / "missing")

@@ -1,0 +1,83 @@
+"""The training loop: learning, exact resume, run-directory contents, augmentation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dim.augment import augment, random_crop
+from dim.data import make_shapes
+from dim.models import Encoder
+from dim.objective import DeepInfoMax
+from dim.preprocess import normalize_images
+from dim.train import TrainConfig, epoch_order, train
+from dim.utils import load_checkpoint
+
+TINY = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, knn=False, log_every=2, device="cpu")
+
+
+def test_loss_falls_on_shapes():
+    torch.manual_seed(0)
+    images = normalize_images(make_shapes(32, seed=1)[0])  # (32, 3, 32, 32)
+    model = DeepInfoMax(Encoder(z_dim=16), critic_hidden=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(12):
+        loss = model.loss(model(images))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(dataclasses.replace(TINY, out=str(tmp_path / "a"), max_steps=6), progress=False)
+    first = train(dataclasses.replace(TINY, out=str(tmp_path / "b"), max_steps=3), progress=False)
+    assert first.step == 3
+    resumed = train(dataclasses.replace(TINY, out=str(tmp_path / "b"), max_steps=6), resume=True, progress=False)
+    assert straight.step == resumed.step == 6
+    expected, actual = load_checkpoint(tmp_path / "a", "dim"), load_checkpoint(tmp_path / "b", "dim")
+    for name, tensor in expected["model"].items():
+        assert torch.equal(tensor, actual["model"][name]), name
+    assert expected["optimizer"]["state"][0]["exp_avg"].equal(actual["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        train(dataclasses.replace(TINY, out=str(tmp_path / "none"), max_steps=1), resume=True, progress=False)
+    train(dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=1), progress=False)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train(dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=1), progress=False)
+
+
+def test_config_fills_presets_and_checks_choices():
+    fast = TrainConfig(preset="fast", batch_size=32).resolved()
+    assert (fast.estimator, fast.negatives, fast.critic, fast.augment, fast.batch_size) == (
+        "infonce", "locations", "separable", "flip-crop", 32
+    )
+    assert TrainConfig().resolved().estimator == "jsd"
+    with pytest.raises(ValueError, match="preset"):
+        TrainConfig(preset="slow").resolved()
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(augment="mixup").resolved()
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    assert torch.equal(epoch_order(50, 1, 2), epoch_order(50, 1, 2))
+    assert not torch.equal(epoch_order(50, 1, 2), epoch_order(50, 1, 3))
+    assert sorted(epoch_order(50, 1, 2).tolist()) == list(range(50))
+
+
+def test_augmentations_keep_shape_and_range():
+    images = torch.rand(5, 3, 8, 8) * 2 - 1
+    for mode in ("none", "flip-crop", "flip-crop-jitter"):
+        out = augment(images, mode)
+        assert out.shape == images.shape and out.min() >= -1 and out.max() <= 1
+    ramp = torch.arange(8.0).expand(1, 1, 8, 8)  # column index as the pixel value
+    shifted = random_crop(ramp, padding=2)[0, 0]  # a crop is a translation: rows stay ramps
+    assert torch.equal(shifted[0], shifted[-1])
+    with pytest.raises(ValueError, match="augmentation"):
+        augment(images, "mixup")
