@@ -1,5 +1,31 @@
-"""Image similarity search: embed a folder with a trained encoder and index it with Faiss."""
+"""Image similarity search: embed a folder with a trained encoder and index it with Faiss.
+
+Python API (the ``dim-search`` command line mirrors it)::
+
+    from retrieval import Index
+    index = Index.build("runs/cifar10", "photos/", "photos.index")  # dim-search build
+    index = Index.load("photos.index")                               # (used by add and query)
+    index.add("photos/")                                             # dim-search add
+    results = index.search(["photos/cat.jpg"], k=10)                 # dim-search query
+"""
 
 from dim import __version__
+from retrieval.ann import choose_index_spec
+from retrieval.grid import result_grid, save_result_grid
+from retrieval.index import AddSummary, Index, ModelMismatchError, Neighbour, QueryResult
+from retrieval.models import ModelFingerprint, fingerprint, load_model
 
-__all__ = ["__version__"]
+__all__ = [
+    "AddSummary",
+    "Index",
+    "ModelFingerprint",
+    "ModelMismatchError",
+    "Neighbour",
+    "QueryResult",
+    "__version__",
+    "choose_index_spec",
+    "fingerprint",
+    "load_model",
+    "result_grid",
+    "save_result_grid",
+]

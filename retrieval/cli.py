@@ -1,10 +1,52 @@
-"""The ``dim-search`` command line: build, extend and query a similarity index."""
+"""The ``dim-search`` command line: build, extend and query a similarity index.
+
+A thin layer over :class:`retrieval.Index`; every command has a Python equivalent.
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import click
 
 from retrieval import __version__
+from retrieval.ann import INDEX_TYPES
+from retrieval.grid import save_result_grid
+from retrieval.index import Index, QueryResult
+from retrieval.store import SKIPPED_FILE
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Show expected failures (bad paths, wrong model, inconsistent index) as one-line errors."""
+    try:
+        yield
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _summary(indexed: int, skipped: int, index_dir: Path) -> str:
+    line = f"indexed {indexed}, skipped {skipped}"
+    return line + (f" (reasons in {index_dir / SKIPPED_FILE})" if skipped else "")
+
+
+_device_option = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 or mps."
+)
+_batch_size_option = click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")
+_num_workers_option = click.option(
+    "--num-workers", type=click.IntRange(min=0), default=None, help="Decoding processes [default: CPU cores - 1]."
+)
+_model_override_option = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Checkpoint to use instead of the one recorded in the index (it must be the same model).",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +57,120 @@ def main() -> None:
 
     Run `dim-search COMMAND --help` for the options of each command.
     """
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--index",
+    "index_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Index directory to write.",
+)
+@click.option(
+    "--index-type",
+    type=click.Choice(INDEX_TYPES),
+    default="auto",
+    show_default=True,
+    help="auto: exact search up to 200k images, then HNSW, then IVF beyond 2M.",
+)
+@_batch_size_option
+@_device_option
+@_num_workers_option
+@click.option("--overwrite", is_flag=True, help="Replace an index that already exists in the index directory.")
+def build(
+    model: Path,
+    image_dir: Path,
+    index_dir: Path,
+    index_type: str,
+    batch_size: int,
+    device: str,
+    num_workers: int | None,
+    overwrite: bool,
+) -> None:
+    """Embed every image under IMAGE_DIR with MODEL (a DIM run directory or a
+    DIM/InfoGAN checkpoint) and write a search index to --index.
+
+    Unreadable files are skipped and listed in INDEX_DIR/skipped.txt.
+    """
+    with _user_errors():
+        index = Index.build(
+            model, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True, overwrite=overwrite
+        )
+    click.echo(_summary(len(index), len(index.skipped), index_dir) + f"; {index.index_type} index in {index_dir}")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_model_override_option
+@_batch_size_option
+@_device_option
+@_num_workers_option
+def add(
+    index_dir: Path, image_dir: Path, model_path: Path | None, batch_size: int, device: str, num_workers: int | None
+) -> None:
+    """Add the images under IMAGE_DIR that INDEX_DIR does not hold yet
+    (already-indexed paths are left alone; previously skipped files are retried)."""
+    with _user_errors():
+        index = Index.load(index_dir, model_path, device)
+        summary = index.add(image_dir, batch_size, num_workers, progress=True)
+    click.echo(
+        _summary(summary.added, summary.skipped, index_dir)
+        + f"; {summary.already_indexed} already indexed; the {index.index_type} index now holds {len(index)} images"
+    )
+
+
+def _format_table(result: QueryResult) -> str:
+    lines = [f"query: {result.query}", f"{'rank':>5}  {'score':>7}  path"]
+    lines += [f"{hit.rank:>5}  {hit.score:>7.4f}  {hit.path}" for hit in result.neighbours]
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Neighbours per query.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object per query: {query, results: [{path, score, rank, id}]}."
+)
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write an image grid: one row per query, the query (framed) then its neighbours.",
+)
+@click.option(
+    "--tile-size", default=96, show_default=True, type=click.IntRange(min=8), help="Grid thumbnail side, pixels."
+)
+@_model_override_option
+@_device_option
+def query(
+    index_dir: Path,
+    images: tuple[Path, ...],
+    k: int,
+    as_json: bool,
+    grid: Path | None,
+    tile_size: int,
+    model_path: Path | None,
+    device: str,
+) -> None:
+    """Find the K indexed images most similar (cosine) to each IMAGE; an
+    IMAGE may be inside the index (it then comes first, score 1) or anywhere else."""
+    with _user_errors():
+        index = Index.load(index_dir, model_path, device)
+        results = index.search(list(images), k)
+    for number, result in enumerate(results):
+        if as_json:
+            click.echo(json.dumps(result.to_dict()))
+        else:
+            click.echo(("\n" if number else "") + _format_table(result))
+    if grid is not None:
+        grid.parent.mkdir(parents=True, exist_ok=True)
+        save_result_grid(results, grid, tile_size)
+        click.echo(f"wrote {grid}", err=as_json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,167 @@
+"""Load the model an index is built with, and fingerprint it for the manifest.
+
+An index is only meaningful with the exact network that embedded it: vectors
+from two different checkpoints (or from the same checkpoint's ``z`` and its
+feature map) live in unrelated spaces. :class:`ModelFingerprint` records what
+identifies the features (a hash of the weights plus the feature name and
+preprocessing) and, for provenance, the checkpoint path and the file's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dim.features import FeatureExtractor
+from dim.utils import select_device
+
+CHECKPOINT_KINDS = ("dim", "infogan")
+_IDENTITY_FIELDS = ("name", "feature_dim", "image_size", "channels", "weights_sha256")
+
+
+@dataclass(frozen=True)
+class ModelFingerprint:
+    """What identifies a model's features, as stored in an index manifest.
+
+    Attributes:
+        name: the feature name (e.g. ``"dim:z"``, ``"infogan:trunk"``).
+        feature_dim: length of the vectors.
+        image_size: side of the square model input.
+        channels: 1 (grey) or 3 (RGB) model input.
+        weights_sha256: sha256 over the parameter and buffer tensors (names, shapes, bytes).
+        checkpoint: absolute path of the checkpoint file, if the model came from one.
+        checkpoint_sha256: sha256 of that file.
+    """
+
+    name: str
+    feature_dim: int
+    image_size: int
+    channels: int
+    weights_sha256: str
+    checkpoint: str | None = None
+    checkpoint_sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelFingerprint:
+        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__})
+
+    def differences(self, other: ModelFingerprint) -> list[str]:
+        """Names of the identity fields where ``other`` differs (empty: same features)."""
+        return [key for key in _IDENTITY_FIELDS if getattr(self, key) != getattr(other, key)]
+
+    def describe(self) -> str:
+        origin = self.checkpoint or "an in-memory model"
+        return f"{self.name} from {origin} (weights sha256 {self.weights_sha256[:12]})"
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_sha256(module: torch.nn.Module) -> str:
+    """Hex sha256 of a module's state dict (names, dtypes, shapes and bytes, in order).
+
+    Independent of the device the module lives on.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(model: FeatureExtractor) -> ModelFingerprint:
+    """Fingerprint a feature extractor; the checkpoint fields come from ``model.source``."""
+    checkpoint = checkpoint_sha = None
+    if model.source is not None and Path(model.source).exists():
+        checkpoint = str(checkpoint_file(model.source).resolve())  # a run directory -> its checkpoint.pt
+        checkpoint_sha = file_sha256(checkpoint)
+    return ModelFingerprint(
+        name=model.name,
+        feature_dim=int(model.feature_dim),
+        image_size=int(model.image_size),
+        channels=int(model.channels),
+        weights_sha256=weights_sha256(model),
+        checkpoint=checkpoint,
+        checkpoint_sha256=checkpoint_sha,
+    )
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The checkpoint file for ``path``: the file itself, or ``path/checkpoint.pt`` for a run directory.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+    """
+    path = Path(path)
+    file = path / "checkpoint.pt" if path.is_dir() else path
+    if not file.is_file():
+        where = f"{path} is a directory without checkpoint.pt" if path.is_dir() else f"no checkpoint at {path}"
+        raise FileNotFoundError(f"{where}; pass a DIM or InfoGAN run directory or its checkpoint.pt")
+    return file
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The ``"kind"`` entry of a toolkit checkpoint (``"dim"`` or ``"infogan"``).
+
+    Raises:
+        FileNotFoundError: if there is no checkpoint at ``path``.
+        ValueError: if the file is not a toolkit checkpoint of a kind that has features.
+    """
+    file = checkpoint_file(path)
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)  # mmap: only "kind" is read
+    except Exception as error:  # pickle errors, truncated files, foreign formats
+        raise ValueError(f"{file} is not a readable checkpoint: {error}") from error
+    if not isinstance(checkpoint, dict) or "kind" not in checkpoint:
+        raise ValueError(f"{file} is not a checkpoint written by this toolkit (no 'kind' entry)")
+    kind = checkpoint["kind"]
+    if kind not in CHECKPOINT_KINDS:
+        raise ValueError(f"{file} is a {kind!r} checkpoint; image search needs one of {list(CHECKPOINT_KINDS)}")
+    return kind
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device | None = "auto") -> FeatureExtractor:
+    """Load the feature extractor of a DIM run or an InfoGAN checkpoint, in eval mode.
+
+    Args:
+        path: a DIM run directory, or a ``checkpoint.pt`` written by ``dim train``
+            (the encoder's ``z``) or ``infogan train`` (the discriminator trunk).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`dim.utils.select_device`);
+            ``None`` means ``"auto"``.
+
+    Returns:
+        The model, with ``source`` set to the checkpoint file (used by :func:`fingerprint`).
+
+    Raises:
+        FileNotFoundError: if there is no checkpoint at ``path``.
+        ValueError: if the file is not a DIM or InfoGAN checkpoint.
+    """
+    file = checkpoint_file(path)
+    kind = checkpoint_kind(file)
+    device = select_device("auto" if device is None else str(device))
+    if kind == "dim":
+        from dim import load_encoder
+
+        model = load_encoder(file, device=device)
+    else:
+        from infogan import load_feature_extractor
+
+        model = load_feature_extractor(file, device=device)
+    if model.source is None:
+        model.source = str(file)
+    return model.to(device).eval()

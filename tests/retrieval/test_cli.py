@@ -1,0 +1,104 @@
+"""``dim-search build/add/query`` end to end, with a DIM checkpoint trained for one step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
+from PIL import Image
+
+from retrieval.cli import main
+
+
+def run(*args: str) -> str:
+    """Invoke ``dim-search ARGS`` and return its stdout (progress bars and notes go to stderr)."""
+    result = CliRunner().invoke(main, [str(arg) for arg in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture
+def built(dim_checkpoint: Path, image_dir: Path, tmp_path: Path) -> Path:
+    index_dir = tmp_path / "index"
+    output = run("build", dim_checkpoint, image_dir, "--index", index_dir, "--device", "cpu", "--num-workers", "0")
+    assert f"indexed {NUM_GOOD_IMAGES}, skipped 3" in output
+    return index_dir
+
+
+def test_build_lists_bad_files_and_records_the_checkpoint(built: Path, dim_checkpoint: Path) -> None:
+    skipped = dict(line.split("\t") for line in (built / "skipped.txt").read_text().splitlines())
+    assert set(skipped) == BAD_FILES
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["model"]["checkpoint"] == str(dim_checkpoint.resolve())
+    assert len(manifest["model"]["checkpoint_sha256"]) == 64
+    assert manifest["model"]["name"] == "dim:z" and manifest["feature_dim"] == 16
+
+
+def test_query_json_table_and_grid(built: Path, image_dir: Path, tmp_path: Path) -> None:
+    inside = image_dir / "nested" / "img003.png"
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (40, 30), (200, 30, 90)).save(outside)
+    grid = tmp_path / "grid.png"
+    args = ["-k", "4", "--json", "--grid", grid, "--tile-size", "32", "--device", "cpu"]
+    output = run("query", built, inside, outside, *args)
+
+    lines = [json.loads(line) for line in output.splitlines()]
+    assert [line["query"] for line in lines] == [str(inside), str(outside)]
+    for line in lines:
+        scores = [hit["score"] for hit in line["results"]]
+        assert len(scores) == 4 and scores == sorted(scores, reverse=True)
+        assert [hit["rank"] for hit in line["results"]] == [0, 1, 2, 3]
+        assert all(Path(hit["path"]).is_file() for hit in line["results"])
+    assert lines[0]["results"][0]["path"] == str(inside)
+    assert lines[0]["results"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+
+    with Image.open(grid) as picture:
+        assert picture.size == (5 * (32 + 2) + 2, 2 * (32 + 2) + 2)  # (k + 1) columns, one row per query
+
+    table = run("query", built, inside, "-k", "2", "--device", "cpu")
+    assert table.splitlines()[0] == f"query: {inside}"
+    assert str(inside) in table.splitlines()[2] and "1.0000" in table.splitlines()[2]
+
+
+def test_add_picks_up_new_files_only(built: Path, image_dir: Path) -> None:
+    write_images(image_dir / "more", 3, seed=4, prefix="new")
+    output = run("add", built, image_dir, "--device", "cpu", "--num-workers", "0")
+    assert f"indexed 3, skipped 3" in output and f"{NUM_GOOD_IMAGES} already indexed" in output
+    assert f"now holds {NUM_GOOD_IMAGES + 3} images" in output
+    assert "indexed 0, skipped 3" in run("add", built, image_dir, "--device", "cpu", "--num-workers", "0")
+    result = json.loads(run("query", built, image_dir / "more" / "new001.png", "-k", "1", "--json", "--device", "cpu"))
+    assert result["results"][0]["path"] == str(image_dir / "more" / "new001.png")
+
+
+def test_wrong_model_and_broken_index_are_refused(
+    built: Path, image_dir: Path, tmp_path: Path, dim_checkpoint: Path
+) -> None:
+    other = tmp_path / "other.pt"
+    checkpoint = torch.load(dim_checkpoint, weights_only=True)
+    name = next(key for key in checkpoint["model"] if key.startswith("encoder.") and key.endswith("weight"))
+    checkpoint["model"][name] = checkpoint["model"][name] + 0.01  # same architecture, other weights
+    torch.save(checkpoint, other)
+    result = CliRunner().invoke(main, ["query", str(built), str(image_dir / "img001.png"), "--model", str(other)])
+    assert result.exit_code != 0
+    assert "was built with dim:z" in result.output and "not comparable" in result.output
+
+    shutil.copy(dim_checkpoint, other)
+    with open(built / "metadata.csv") as handle:
+        lines = handle.readlines()
+    (built / "metadata.csv").write_text("".join(lines[:-1]))
+    result = CliRunner().invoke(main, ["query", str(built), str(image_dir / "img001.png"), "--model", str(other)])
+    assert result.exit_code != 0
+    assert f"holds {NUM_GOOD_IMAGES} vectors but metadata.csv lists {NUM_GOOD_IMAGES - 1} images" in result.output
+
+
+def test_build_errors_are_one_line(tmp_path: Path, image_dir: Path) -> None:
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("hello")
+    result = CliRunner().invoke(main, ["build", str(not_a_checkpoint), str(image_dir), "--index", str(tmp_path / "i")])
+    assert result.exit_code != 0 and "is not a readable checkpoint" in result.output
+    assert "Traceback" not in result.output
