@@ -1,8 +1,43 @@
 """InfoGAN: GANs whose latent codes are made meaningful by a variational MI bound.
 
-The information term comes from the shared module :mod:`dim.mi`.
+Chen et al., *InfoGAN: Interpretable Representation Learning by Information
+Maximizing Generative Adversarial Nets*, NeurIPS 2016. The information term
+comes from the shared module :mod:`dim.mi`.
+
+Python API (the ``infogan`` command is a thin layer over it)::
+
+    from infogan import TrainConfig, train, evaluate, load_feature_extractor
+    run_dir = train(TrainConfig(dataset="mnist", data_dir="../shared/datasets", iterations=200))
+    print(evaluate(run_dir)["cat_accuracy"])
+    features = load_feature_extractor(run_dir)  # D's 1024-d trunk, for dim-search
 """
 
 from dim import __version__
+from infogan.checkpoint import TrainedRun, load_feature_extractor, load_run
+from infogan.codes import Latent, LatentSpec
+from infogan.config import TrainConfig
+from infogan.evaluation import evaluate
+from infogan.losses import InfoLoss
+from infogan.models import InfoGAN
+from infogan.sample import save_traversal, traversal_images
+from infogan.trainer import Trainer, TrainingDiverged, TrainResult, make_trainer, train
 
-__all__ = ["__version__"]
+__all__ = [
+    "InfoGAN",
+    "InfoLoss",
+    "Latent",
+    "LatentSpec",
+    "TrainConfig",
+    "TrainResult",
+    "TrainedRun",
+    "Trainer",
+    "TrainingDiverged",
+    "__version__",
+    "evaluate",
+    "load_feature_extractor",
+    "load_run",
+    "make_trainer",
+    "save_traversal",
+    "train",
+    "traversal_images",
+]

@@ -1,0 +1,98 @@
+"""The settings of an InfoGAN run (kept free of torch imports, so the CLI starts fast)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infogan.codes import LatentSpec
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved as ``config.json`` and in the checkpoint.
+
+    The defaults are the InfoGAN paper's MNIST preset.
+
+    Args:
+        dataset: a dataset name (``mnist``, ``fashion-mnist``, ``cifar10``, ``shapes``, ...)
+            or an image-folder path, as :func:`dim.data.load_dataset` takes it.
+        data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
+        out: the run directory (default ``runs/infogan-<dataset>-<time>``).
+        image_size: side of the training images (default: the dataset's own).
+        channels: 1 or 3 (default: the dataset's own).
+        iterations: number of D + G steps (the official schedule is 5,000).
+        batch_size: images per step for D and for G.
+        seed: seeds every RNG; the same seed and device give the same run.
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ...
+        noise_dim, noise, categorical, continuous: the latent space (:class:`~infogan.codes.LatentSpec`).
+        lambda_info: weight lambda of the information term; 0 gives a plain GAN.
+        lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
+        learn_sigma: Q predicts a (clamped) log sigma per continuous code instead of sigma = 1.
+        separate_q: Q gets its own trunk instead of sharing D's.
+        lr_d, lr_g: Adam learning rates of D and of G (with Q).
+        beta1, beta2: Adam's betas.
+        log_every: steps between metrics rows, progress-bar updates and divergence checks.
+        sample_every: steps between ``samples/step_NNNNNN.png`` grids.
+        checkpoint_every: steps between checkpoints (one is always written at the end).
+        max_loss: a D or G loss averaged over a logging window above this counts as divergence.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    out: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    iterations: int = 5000
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    noise_dim: int = 62
+    noise: str = "uniform"
+    categorical: tuple[int, ...] = (10,)
+    continuous: int = 2
+    lambda_info: float = 1.0
+    lambda_cont: float = 1.0
+    learn_sigma: bool = False
+    separate_q: bool = False
+    lr_d: float = 2e-4
+    lr_g: float = 1e-3
+    beta1: float = 0.5
+    beta2: float = 0.999
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    max_loss: float = 100.0
+
+    def __post_init__(self) -> None:
+        self.categorical = tuple(int(k) for k in self.categorical)
+        positive = ("iterations", "log_every", "sample_every", "checkpoint_every", "lr_d", "lr_g", "max_loss")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
+        if self.lambda_info < 0 or self.lambda_cont < 0:
+            raise ValueError(f"lambda_info and lambda_cont must be >= 0, got {self.lambda_info}, {self.lambda_cont}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
+        self.latent_spec()  # validates the latent sizes
+
+    def latent_spec(self) -> LatentSpec:
+        """The latent space these settings describe (validated)."""
+        from infogan.codes import LatentSpec  # here, not at the top: it imports torch
+
+        return LatentSpec(self.noise_dim, self.noise, self.categorical, self.continuous)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON- and ``weights_only``-safe plain dict."""
+        values = asdict(self)
+        values["categorical"] = list(self.categorical)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; ignores keys that are not config fields (e.g. dataset facts)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny synthetic data, small configs and one short offline run on ``shapes``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from infogan.cli import main
+from infogan.config import TrainConfig
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    """Keep each test on one core: the test machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def grey_images() -> torch.Tensor:
+    """64 random uint8 28x28 grey images, ``(64, 1, 28, 28)``."""
+    return torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture
+def make_config():
+    """Factory of configs: the paper's networks on a small batch, logging every step, on the CPU."""
+
+    def make(**overrides) -> TrainConfig:
+        values = {"batch_size": 8, "iterations": 4, "device": "cpu", "log_every": 1, "sample_every": 2,
+                  "checkpoint_every": 2}
+        return TrainConfig(**{**values, **overrides})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shapes_run(tmp_path_factory) -> Path:
+    """``infogan train shapes --iterations 5`` (32x32 colour, generated offline) via the CLI."""
+    run_dir = tmp_path_factory.mktemp("infogan") / "run"
+    args = ["train", "shapes", "--out", str(run_dir), "--iterations", "5", "--batch-size", "8", "--device", "cpu",
+            "--log-every", "2", "--sample-every", "5", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result = CliRunner().invoke(main, args)
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return run_dir

@@ -1,0 +1,94 @@
+"""The objective's pieces: L_I per code, and where the information gradient goes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from infogan.codes import LatentSpec, QParams
+from infogan.losses import InfoLoss, discriminator_loss, generator_loss
+from infogan.trainer import Trainer
+
+
+def test_categorical_mi_is_ln10_minus_cross_entropy():
+    spec = LatentSpec(continuous=0)
+    latent = spec.sample(16)
+    logits = torch.randn(16, 10)
+    out = InfoLoss(spec)(QParams([logits], torch.zeros(16, 0), None), latent)
+    cross_entropy = F.cross_entropy(logits, latent.categorical[:, 0])
+    torch.testing.assert_close(out.loss, cross_entropy)
+    torch.testing.assert_close(out.mi, (math.log(10) - cross_entropy).reshape(1))
+
+
+def test_perfect_recovery_reaches_ln10_and_sigma1_bound():
+    spec = LatentSpec()
+    latent = spec.sample(32)
+    logits = F.one_hot(latent.categorical[:, 0], 10).float() * 100
+    out = InfoLoss(spec)(QParams([logits], latent.continuous.clone(), None), latent)
+    # categorical: ln 10; continuous with sigma = 1 and an exact mean: ln 2 - ln(2 pi) / 2
+    expected = [math.log(10), math.log(2) - 0.5 * math.log(2 * math.pi)] + [math.log(2) - 0.5 * math.log(2 * math.pi)]
+    torch.testing.assert_close(out.mi, torch.tensor(expected), atol=1e-4, rtol=0)
+
+
+def test_lambda_cont_weights_the_continuous_nll():
+    spec = LatentSpec(categorical=(), continuous=2)
+    latent = spec.sample(8)
+    q = QParams([], torch.zeros(8, 2), None)
+    torch.testing.assert_close(InfoLoss(spec, lambda_cont=0.5)(q, latent).loss, 0.5 * InfoLoss(spec)(q, latent).loss)
+
+
+def test_gan_losses_are_softplus_cross_entropies():
+    real, fake = torch.tensor([0.0, 2.0]), torch.tensor([0.0, -1.0])
+    expected_d = -(torch.sigmoid(real).log().mean() + (1 - torch.sigmoid(fake)).log().mean())
+    torch.testing.assert_close(discriminator_loss(real, fake), expected_d)
+    torch.testing.assert_close(generator_loss(fake), -torch.sigmoid(fake).log().mean())
+
+
+def _batch(trainer: Trainer):
+    latent = trainer.spec.sample(8)
+    fake = trainer.model.generator(trainer.spec.generator_input(latent))
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    return real, fake, latent
+
+
+def _grad_norms(loss, params):
+    grads = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=True)
+    return [0.0 if g is None else g.norm().item() for g in grads]
+
+
+def test_info_gradient_reaches_g_and_q(grey_images, make_config):
+    trainer = Trainer(make_config(), grey_images)
+    _, fake, latent = _batch(trainer)
+    _, _, info = trainer.g_objective(fake, latent)
+    model = trainer.model
+    assert all(n > 0 for n in _grad_norms(info.loss, list(model.generator.parameters())))
+    assert all(n > 0 for n in _grad_norms(info.loss, list(model.q_head.parameters())))
+
+
+def test_shared_trunk_gets_the_info_gradient_in_the_d_step(grey_images, make_config):
+    trainer = Trainer(make_config(), grey_images)
+    real, fake, latent = _batch(trainer)
+    total, adversarial = trainer.d_objective(real, fake.detach(), latent)
+    assert all(n > 0 for n in _grad_norms(total - adversarial, list(trainer.model.trunk.parameters())))
+
+
+def test_separate_q_keeps_the_info_gradient_out_of_d(grey_images, make_config):
+    trainer = Trainer(make_config(separate_q=True), grey_images)
+    real, fake, latent = _batch(trainer)
+    total, adversarial = trainer.d_objective(real, fake.detach(), latent)
+    assert total is adversarial  # no information term in D's loss
+    _, _, info = trainer.g_objective(fake, latent)
+    assert all(n == 0 for n in _grad_norms(info.loss, trainer.model.d_parameters()))
+    assert all(n > 0 for n in _grad_norms(info.loss, list(trainer.model.q_trunk.parameters())))
+
+
+def test_lambda_info_zero_is_a_plain_gan(grey_images, make_config):
+    trainer = Trainer(make_config(lambda_info=0.0), grey_images)
+    q_before = [p.detach().clone() for p in trainer.model.q_head.parameters()]
+    g_before = [p.detach().clone() for p in trainer.model.generator.parameters()]
+    values = trainer.train_step()
+    assert torch.isfinite(values).all() and values.shape == (3 + 3,)
+    assert all(torch.equal(a, b) for a, b in zip(q_before, trainer.model.q_head.parameters()))  # Q is not trained
+    assert not all(torch.equal(a, b) for a, b in zip(g_before, trainer.model.generator.parameters()))
