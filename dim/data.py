@@ -197,12 +197,17 @@ def load_image_folder(
     return _load_files(root, files, _folder_classes(root, files), str(root), "all", image_size, channels, progress)
 
 
-def make_shapes(num_images: int, image_size: int = 32, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Generate coloured circles, squares and triangles on plain backgrounds.
+def make_shapes(
+    num_images: int, image_size: int = 32, seed: int = 0, min_objects: int = 2, max_objects: int = 4
+) -> tuple[Tensor, Tensor]:
+    """Generate small scenes of coloured circles, squares or triangles.
 
-    Each image holds one shape of a random class, position, size and colour on a
-    dark or bright background of a random tint (always contrasting with the shape),
-    plus faint pixel noise. Fully determined by ``seed``.
+    Each image shows ``min_objects`` to ``max_objects`` shapes of one class, each
+    with its own random position, size and bright colour, on one dark background
+    with faint pixel noise. The class is the one factor that every part of an
+    image shares, while colour, position and size vary from object to object:
+    exactly what DIM's local MI term rewards a code for capturing (the
+    background notes, section 4). Fully determined by ``seed``.
 
     Returns:
         images: uint8 ``(num_images, 3, image_size, image_size)``.
@@ -210,24 +215,26 @@ def make_shapes(num_images: int, image_size: int = 32, seed: int = 0) -> tuple[T
     """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, num_images)
-    radius = rng.uniform(0.18, 0.4, num_images) * image_size  # half the shape's extent, in pixels
-    centre_x = rng.uniform(radius, image_size - radius)
-    centre_y = rng.uniform(radius, image_size - radius)
-    foreground = rng.uniform(0.0, 1.0, (num_images, 3)).astype(np.float32)
-    bright_shape = foreground @ np.array([0.299, 0.587, 0.114], dtype=np.float32) > 0.5
-    dark, bright = rng.uniform(0.0, 0.3, (num_images, 3)), rng.uniform(0.7, 1.0, (num_images, 3))
-    background = np.where(bright_shape[:, None], dark, bright).astype(np.float32)
+    num_objects = rng.integers(min_objects, max_objects + 1, num_images)
+    images = np.full((num_images, image_size, image_size, 3), 0.12, dtype=np.float32)  # one dark background
 
     pixel = np.arange(image_size, dtype=np.float32) + 0.5  # pixel centres
-    dx = pixel[None, None, :] - centre_x[:, None, None].astype(np.float32)  # (N, 1, S)
-    dy = pixel[None, :, None] - centre_y[:, None, None].astype(np.float32)  # (N, S, 1)
-    r = radius[:, None, None].astype(np.float32)
-    circle = dx**2 + dy**2 <= r**2
-    square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
-    triangle = (dy <= r) & (np.abs(dx) <= 0.6 * (dy + r))  # apex at the top, base at the bottom
-    mask = np.choose(labels[:, None, None], [circle, square, triangle])  # (N, S, S)
+    for slot in range(max_objects):
+        radius = rng.uniform(0.12, 0.26, num_images).astype(np.float32) * image_size  # half the extent, in pixels
+        centre_x = rng.uniform(radius, image_size - radius).astype(np.float32)
+        centre_y = rng.uniform(radius, image_size - radius).astype(np.float32)
+        shade = rng.uniform(0.0, 1.0, (num_images, 3)).astype(np.float32)
+        shade[np.arange(num_images), rng.integers(0, 3, num_images)] = rng.uniform(0.6, 1.0, num_images)  # bright
+        dx = pixel[None, None, :] - centre_x[:, None, None]  # (N, 1, S)
+        dy = pixel[None, :, None] - centre_y[:, None, None]  # (N, S, 1)
+        r = radius[:, None, None]
+        circle = dx**2 + dy**2 <= r**2
+        square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+        triangle = (dy <= r) & (np.abs(dx) <= 0.6 * (dy + r))  # apex at the top, base at the bottom
+        mask = np.choose(labels[:, None, None], [circle, square, triangle])  # (N, S, S)
+        mask &= (slot < num_objects)[:, None, None]
+        images = np.where(mask[..., None], shade[:, None, None, :], images)
 
-    images = np.where(mask[..., None], foreground[:, None, None, :], background[:, None, None, :])  # (N, S, S, 3)
     images += rng.standard_normal(images.shape, dtype=np.float32) * 0.02
     images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (N, S, S, 3)
     return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels).long()

@@ -54,7 +54,7 @@ def test_make_shapes_is_deterministic_and_well_formed():
     assert set(labels.tolist()) == {0, 1, 2}
     assert torch.equal(images, again) and torch.equal(labels, again_labels)
     assert not torch.equal(images, other)
-    assert images.float().std() > 30  # shapes on contrasting backgrounds, not blank images
+    assert images.float().std() > 30  # bright shapes on a dark background, not blank images
 
 
 def test_shapes_dataset_splits_and_conversion():
