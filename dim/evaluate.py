@@ -21,10 +21,11 @@ import faiss
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 from dim.data import load_dataset
 from dim.features import FeatureExtractor
+from dim.grids import neighbour_grid
 from dim.models import extractor_from_checkpoint
 from dim.preprocess import normalize_images
 from dim.utils import load_checkpoint, select_device
@@ -174,9 +175,8 @@ def save_neighbour_grid(
         num_neighbours: neighbours shown per row.
     """
     rows = torch.cat([queries.cpu()[:, None], memory.cpu()[neighbours[:, :num_neighbours]]], dim=1)  # (Q, 1 + n, C, H, W)
-    grid = make_grid(rows.flatten(0, 1).float() / 255.0, nrow=1 + num_neighbours, padding=2, pad_value=1.0)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, str(path))
+    save_image(neighbour_grid(rows), str(path))
 
 
 def evaluate(

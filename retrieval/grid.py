@@ -8,9 +8,10 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import save_image
 
 from dim.data import open_image
+from dim.grids import QUERY_BORDER, neighbour_grid
 from dim.preprocess import image_to_uint8
 from retrieval.embedding import DECODE_ERRORS
 from retrieval.index import QueryResult
@@ -33,19 +34,10 @@ def _open_or_none(path: str) -> Image.Image | None:
         return None
 
 
-def _frame(tile: Tensor, color: tuple[int, int, int], width: int) -> Tensor:
-    """Paint a ``width``-pixel border of ``color`` onto a ``(3, S, S)`` uint8 tile (copied)."""
-    tile = tile.clone()
-    paint = torch.tensor(color, dtype=torch.uint8).view(3, 1, 1)
-    tile[:, :width], tile[:, -width:] = paint, paint
-    tile[:, :, :width], tile[:, :, -width:] = paint, paint
-    return tile
-
-
 def result_grid(
     results: Sequence[QueryResult],
     tile_size: int = 96,
-    query_border: tuple[int, int, int] | None = (220, 40, 40),
+    query_border: tuple[int, int, int] | None = QUERY_BORDER,
 ) -> Tensor:
     """Draw search results as an image grid.
 
@@ -62,15 +54,13 @@ def result_grid(
     if not results:
         raise ValueError("no results to draw")
     columns = 1 + max(len(result.neighbours) for result in results)
-    border = max(1, tile_size // 32)
-    tiles = []
+    rows = []
     for result in results:
-        query = thumbnail(result.image, tile_size)
-        tiles.append(query if query_border is None else _frame(query, query_border, border))
-        tiles.extend(thumbnail(_open_or_none(hit.path), tile_size) for hit in result.neighbours)
-        tiles.extend(thumbnail(None, tile_size) for _ in range(columns - 1 - len(result.neighbours)))
-    batch = torch.stack(tiles).float().div_(255.0)  # (R * columns, 3, S, S)
-    return make_grid(batch, nrow=columns, padding=GRID_PADDING, pad_value=1.0)
+        tiles = [thumbnail(result.image, tile_size)]
+        tiles += [thumbnail(_open_or_none(hit.path), tile_size) for hit in result.neighbours]
+        tiles += [thumbnail(None, tile_size) for _ in range(columns - len(tiles))]
+        rows.append(torch.stack(tiles))
+    return neighbour_grid(torch.stack(rows), query_border, padding=GRID_PADDING)  # rows: (R, columns, 3, S, S)
 
 
 def save_result_grid(results: Sequence[QueryResult], path: str | os.PathLike, tile_size: int = 96) -> None:
