@@ -74,7 +74,7 @@ def main() -> None:
     type=click.Choice(INDEX_TYPES),
     default="auto",
     show_default=True,
-    help="auto: exact search up to 200k images, then HNSW, then IVF beyond 2M.",
+    help="auto: exact search up to 200k images, then IVF (nprobe tuned for recall@10 >= 0.95).",
 )
 @_batch_size_option
 @_device_option
