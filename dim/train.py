@@ -274,7 +274,6 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def run(self) -> TrainResult:
-        config = self.config
         rows: list[dict[str, Any]] = []
         knn_top1 = None
         if self._finished():

@@ -68,7 +68,7 @@ def test_query_json_table_and_grid(built: Path, image_dir: Path, tmp_path: Path)
 def test_add_picks_up_new_files_only(built: Path, image_dir: Path) -> None:
     write_images(image_dir / "more", 3, seed=4, prefix="new")
     output = run("add", built, image_dir, "--device", "cpu", "--num-workers", "0")
-    assert f"indexed 3, skipped 3" in output and f"{NUM_GOOD_IMAGES} already indexed" in output
+    assert "indexed 3, skipped 3" in output and f"{NUM_GOOD_IMAGES} already indexed" in output
     assert f"now holds {NUM_GOOD_IMAGES + 3} images" in output
     assert "indexed 0, skipped 3" in run("add", built, image_dir, "--device", "cpu", "--num-workers", "0")
     result = json.loads(run("query", built, image_dir / "more" / "new001.png", "-k", "1", "--json", "--device", "cpu"))
