@@ -179,6 +179,23 @@ def save_neighbour_grid(
     save_image(neighbour_grid(rows), str(path))
 
 
+def grid_queries(labels: Tensor, rows: int = 10) -> Tensor:
+    """Indices of the queries a neighbour grid shows: the first image of each class in turn.
+
+    Test splits are often sorted by class, so the first ``rows`` images would all
+    be of one class; cycling through the classes shows as many as there are rows.
+    Unlabelled queries (label -1) are simply taken in order.
+    """
+    labels = labels.cpu()
+    order = torch.argsort(labels, stable=True)  # (Q,) grouped by class, original order within a class
+    rank_in_class = torch.empty_like(order)
+    for label in labels.unique():
+        members = order[labels[order] == label]
+        rank_in_class[members] = torch.arange(len(members))
+    picked = torch.argsort(rank_in_class * (int(labels.max()) + 2) + labels + 1, stable=True)  # round-robin
+    return picked[:rows]
+
+
 def evaluate(
     extractor: FeatureExtractor,
     train_images: Tensor,
@@ -201,7 +218,7 @@ def evaluate(
         num_classes: number of classes.
         k, temperature: the kNN protocol's parameters.
         linear: also fit a linear probe on the training features.
-        grid_path: where to save the neighbour grid of the first 10 queries (``None``: no grid).
+        grid_path: where to save the neighbour grid of 10 queries (``None``: no grid), see :func:`grid_queries`.
         batch_size: images per forward pass.
 
     Returns:
@@ -226,8 +243,8 @@ def evaluate(
             train_features, train_labels.cpu(), test_features, test_labels.cpu(), num_classes
         )
     if grid_path is not None:
-        shown = min(10, len(test_images))
-        save_neighbour_grid(grid_path, test_images[:shown], train_images, result.neighbours[:shown])
+        shown = grid_queries(test_labels)
+        save_neighbour_grid(grid_path, test_images[shown], train_images, result.neighbours[shown])
     return summary
 
 

@@ -62,3 +62,11 @@ def test_subset_indices_is_fixed_and_sorted():
     assert subset_indices(10, None).tolist() == list(range(10))
     first, second = subset_indices(100, 7, seed=3), subset_indices(100, 7, seed=3)
     assert torch.equal(first, second) and len(first) == 7 and torch.equal(first, first.sort().values)
+
+
+def test_grid_queries_cycle_through_the_classes():
+    from dim.evaluate import grid_queries
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])  # sorted by class, as test splits often are
+    assert grid_queries(labels, rows=5).tolist() == [0, 3, 5, 1, 4]
+    assert grid_queries(torch.full((4,), -1), rows=3).tolist() == [0, 1, 2]
