@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from dim.features import FeatureExtractor
-from dim.utils import select_device
+from dim.utils import checkpoint_file, load_checkpoint, select_device
 
 CHECKPOINT_KINDS = ("dim", "infogan")
 _IDENTITY_FIELDS = ("name", "feature_dim", "image_size", "channels", "weights_sha256")
@@ -101,20 +101,6 @@ def fingerprint(model: FeatureExtractor) -> ModelFingerprint:
     )
 
 
-def checkpoint_file(path: str | os.PathLike) -> Path:
-    """The checkpoint file for ``path``: the file itself, or ``path/checkpoint.pt`` for a run directory.
-
-    Raises:
-        FileNotFoundError: if there is no such file.
-    """
-    path = Path(path)
-    file = path / "checkpoint.pt" if path.is_dir() else path
-    if not file.is_file():
-        where = f"{path} is a directory without checkpoint.pt" if path.is_dir() else f"no checkpoint at {path}"
-        raise FileNotFoundError(f"{where}; pass a DIM or InfoGAN run directory or its checkpoint.pt")
-    return file
-
-
 def checkpoint_kind(path: str | os.PathLike) -> str:
     """The ``"kind"`` entry of a toolkit checkpoint (``"dim"`` or ``"infogan"``).
 
@@ -122,17 +108,7 @@ def checkpoint_kind(path: str | os.PathLike) -> str:
         FileNotFoundError: if there is no checkpoint at ``path``.
         ValueError: if the file is not a toolkit checkpoint of a kind that has features.
     """
-    file = checkpoint_file(path)
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)  # mmap: only "kind" is read
-    except Exception as error:  # pickle errors, truncated files, foreign formats
-        raise ValueError(f"{file} is not a readable checkpoint: {error}") from error
-    if not isinstance(checkpoint, dict) or "kind" not in checkpoint:
-        raise ValueError(f"{file} is not a checkpoint written by this toolkit (no 'kind' entry)")
-    kind = checkpoint["kind"]
-    if kind not in CHECKPOINT_KINDS:
-        raise ValueError(f"{file} is a {kind!r} checkpoint; image search needs one of {list(CHECKPOINT_KINDS)}")
-    return kind
+    return load_checkpoint(path, CHECKPOINT_KINDS, mmap=True)["kind"]  # mmap: only "kind" is read
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device | None = "auto") -> FeatureExtractor:

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import faiss
+
+from dim.utils import atomic_write
 
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.csv"
@@ -39,19 +39,6 @@ class ImageRecord:
     path: str
     size: int
     mtime: float
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)`` next to ``path``, then rename the result into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_text(path: Path, text: str) -> None:
