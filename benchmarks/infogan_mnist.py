@@ -35,7 +35,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dim.data import load_dataset
 from dim.runs import default_run_dir
+from dim.utils import atomic_write, load_checkpoint
 from infogan import TrainConfig, Trainer, evaluate, make_trainer
+from infogan.trainer import CHECKPOINT_KIND
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 TARGET_MEDIAN, TARGET_MIN, TARGET_IT_PER_S = 0.97, 0.95, 3.0
@@ -74,22 +76,43 @@ def measure_speed(config: TrainConfig, warmup: int) -> dict:
     }
 
 
+def _number(value: float | None, width: int, decimals: int) -> str:
+    """``value`` right-aligned in ``width``, or "-" for a seed trained by an earlier call (not timed here)."""
+    return f"{value:>{width}.{decimals}f}" if value is not None else f"{'-':>{width}}"
+
+
 def run_seed(config: TrainConfig, progress: bool) -> dict:
-    """Train one seed, evaluate c1 on the test split and time both."""
+    """Train one seed, evaluate c1 on the test split and time both; pick up where an earlier call stopped.
+
+    The row is saved as ``benchmark.json`` in the seed's run directory. A seed that
+    already has one (for the same iterations and batch size) is read back, not
+    retrained; a seed with only a checkpoint is resumed from it, and its
+    ``it_per_s`` and ``wall_s`` then cover this call's share of the training alone.
+    """
+    run_dir = Path(config.out)
+    saved = run_dir / "benchmark.json"
+    if saved.exists():
+        row = json.loads(saved.read_text())
+        if (row["iterations"], row["batch_size"]) == (config.iterations, config.batch_size):
+            return row
     start = time.perf_counter()
-    trainer = make_trainer(config, progress=progress)
-    fit = trainer.fit(progress)
-    result = evaluate(trainer.run_dir, config.data_dir, device=config.device)
-    return {
+    resume = (run_dir / "checkpoint.pt").exists()
+    fit = None
+    if not resume or load_checkpoint(run_dir, CHECKPOINT_KIND)["step"] < config.iterations:
+        fit = make_trainer(config, resume=resume, progress=progress).fit(progress)
+    result = evaluate(run_dir, config.data_dir, device=config.device)
+    row = {
         "seed": config.seed,
         "cat_accuracy": result["cat_accuracy"],
         "mapping": result["mapping"],
-        "iterations": fit.step,
+        "iterations": result["iterations"],
         "batch_size": config.batch_size,
-        "it_per_s": fit.it_per_s,
-        "wall_s": time.perf_counter() - start,
-        "run_dir": str(trainer.run_dir),
+        "it_per_s": fit.it_per_s if fit is not None else None,
+        "wall_s": time.perf_counter() - start if fit is not None else None,
+        "run_dir": str(run_dir),
     }
+    atomic_write(saved, lambda path: Path(path).write_text(json.dumps(row, indent=2)))
+    return row
 
 
 def main() -> None:
@@ -98,7 +121,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5000,
                         help="training iterations per seed (or timed, with --speed)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 128, or 64 with --speed")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", type=int, default=5, help="how many seeds: FIRST .. FIRST+N-1")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed (run two processes on disjoint seeds with the same --out, then "
+                             "--seeds 5 alone to print the table from their saved rows)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice; 1 can be faster on a busy machine)")
@@ -129,23 +155,24 @@ def main() -> None:
 
     root = Path(args.out) if args.out else default_run_dir("bench-infogan-mnist")
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         rows.append(run_seed(replace(config, seed=seed, out=str(root / f"seed{seed}")), not args.no_progress))
         row = rows[-1]
-        print(f"seed {seed}: c1 accuracy {100 * row['cat_accuracy']:.2f}%, {row['it_per_s']:.2f} it/s, "
-              f"{row['wall_s']:.0f} s", flush=True)
+        print(f"seed {seed}: c1 accuracy {100 * row['cat_accuracy']:.2f}%, {_number(row['it_per_s'], 0, 2)} it/s, "
+              f"{_number(row['wall_s'], 0, 0)} s", flush=True)
 
     accuracies = [row["cat_accuracy"] for row in rows]
     print(f"\nInfoGAN on MNIST: {args.iterations} iterations at batch {batch_size}, "
           f"separate_q={args.separate_q}, lambda_info={args.lambda_info:g}")
     print(f"{'seed':>4}  {'c1 accuracy':>11}  {'it/s':>6}  {'wall s':>7}")
     for row in rows:
-        print(f"{row['seed']:>4}  {100 * row['cat_accuracy']:>10.2f}%  {row['it_per_s']:>6.2f}  {row['wall_s']:>7.0f}")
+        print(f"{row['seed']:>4}  {100 * row['cat_accuracy']:>10.2f}%  {_number(row['it_per_s'], 6, 2)}  "
+              f"{_number(row['wall_s'], 7, 0)}")
     median, minimum = statistics.median(accuracies), min(accuracies)
     verdict = {True: "met", False: "missed"}
     print(f"median {100 * median:.2f}% (target >= {100 * TARGET_MEDIAN:.0f}%: {verdict[median >= TARGET_MEDIAN]}), "
           f"min {100 * minimum:.2f}% (target >= {100 * TARGET_MIN:.0f}%: {verdict[minimum >= TARGET_MIN]}), "
-          f"total wall {sum(row['wall_s'] for row in rows):.0f} s")
+          f"total wall {sum(row['wall_s'] or 0 for row in rows):.0f} s (seeds evaluated from an earlier run count 0)")
     if args.json:
         print(json.dumps(rows))
 
