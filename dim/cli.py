@@ -16,7 +16,7 @@ from dim import __version__
 from dim.augment import AUGMENTATIONS
 from dim.models import ARCHS, FEATURES
 from dim.objective import CRITICS, ESTIMATORS, NEGATIVES, PRIORS
-from dim.train import PRESETS, RESUMABLE, TrainConfig, train
+from dim.train import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig, train
 
 DATA_DIR_HELP = "Root of the named datasets (default $DIM_DATA_DIR, else ./data)."
 
@@ -46,12 +46,15 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/dim-DATASET-TIME).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
               help="default: the background notes' JSD objective; fast: local infoNCE across locations, "
-                   "separable critics, flip+crop, batch 128 (more accuracy per CPU-minute).")
+                   "separable critics, flip+crop, batch 128, cosine learning rate (more accuracy per CPU-minute).")
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--max-steps", type=int, help="Stop after this many optimiser steps in total.")
 @click.option("--time-limit", type=float, help="Stop after this many minutes of training.")
 @click.option("--batch-size", type=int, help="Images per step and process [preset: 64 / 128].")
 @click.option("--lr", type=float, help="Adam learning rate [preset: 1e-3].")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES),
+              help="constant, or cosine decay to zero over the epochs / --max-steps / --time-limit budget, "
+                   "whichever runs out first [preset: constant / cosine].")
 @click.option("--estimator", type=click.Choice(ESTIMATORS), help="MI bound [preset: jsd / infonce].")
 @click.option("--negatives", type=click.Choice(NEGATIVES),
               help="shuffle: one shuffled negative; all: all in-batch pairs; locations: all pairs and, for the "

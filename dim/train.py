@@ -21,6 +21,7 @@ the epoch and every RNG, so ``resume=True`` continues exactly), ``metrics.csv``
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,12 +50,14 @@ CHECKPOINT_FORMAT = 1
 PRESETS: dict[str, dict[str, Any]] = {
     # The background notes' objective: JSD, one shuffled negative, concat critics, no augmentation.
     "default": {"estimator": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
-                "augment": "none"},
+                "lr_schedule": "constant", "augment": "none"},
     # Most accuracy per CPU-minute: the DIM paper's local infoNCE against every position of every
-    # other image, separable critics (all scores in one matrix product), flip + crop augmentation.
+    # other image, separable critics (all scores in one matrix product), flip + crop augmentation, and a
+    # learning rate that decays to zero over the run's budget.
     "fast": {"estimator": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
-             "augment": "flip-crop"},
+             "lr_schedule": "cosine", "augment": "flip-crop"},
 }
+LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
 RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "num_workers")
 # Statistics accumulated on the device each step, in this order.
@@ -77,7 +80,12 @@ class TrainConfig:
         time_limit: stop after this many minutes of training in this session
             (``None``: no limit); evaluation time does not count.
         batch_size: images per step and process.
-        lr: Adam learning rate.
+        lr: Adam's (peak) learning rate.
+        lr_schedule: ``constant``, or ``cosine``: ``lr * (1 + cos(pi * p)) / 2`` at
+            progress ``p`` in [0, 1], the largest used-up fraction of the run's
+            budgets (epochs, ``max_steps``, ``time_limit``), so the rate reaches
+            zero when the first budget runs out. Time counts this session only
+            (as ``time_limit`` does), so resuming a timed run restarts its time share.
         estimator: MI bound, ``jsd``, ``infonce``, ``dv`` or ``nwj``.
         negatives: ``shuffle``, ``all`` or ``locations`` (see :class:`dim.objective.DeepInfoMax`).
         critic: ``concat`` or ``separable``.
@@ -111,6 +119,7 @@ class TrainConfig:
     time_limit: float | None = None
     batch_size: int | None = None
     lr: float | None = None
+    lr_schedule: str | None = None
     estimator: str | None = None
     negatives: str | None = None
     critic: str | None = None
@@ -140,7 +149,8 @@ class TrainConfig:
         filled = {name: value for name, value in PRESETS[self.preset].items() if getattr(self, name) is None}
         config = dataclasses.replace(self, **filled)
         for name, choices in [("estimator", ESTIMATORS), ("negatives", NEGATIVES), ("critic", CRITICS),
-                              ("prior", PRIORS), ("arch", ARCHS), ("augment", AUGMENTATIONS)]:
+                              ("prior", PRIORS), ("arch", ARCHS), ("augment", AUGMENTATIONS),
+                              ("lr_schedule", LR_SCHEDULES)]:
             if getattr(config, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(config, name)!r}; choose one of {', '.join(choices)}")
         if config.epochs < 1:
@@ -323,9 +333,11 @@ class Trainer:
                    dynamic_ncols=True, leave=False)
         self.model.train()
         start, done = time.perf_counter(), 0
+        clock = self.train_seconds  # training seconds so far, rank 0's, so every process stops at the same step
         for _ in range(steps):
-            if config.time_limit is not None and self.train_seconds + time.perf_counter() - start >= 60 * config.time_limit:
+            if config.time_limit is not None and clock >= 60 * config.time_limit:
                 break
+            self._set_learning_rate(clock)
             offset = (self.batch * self.context.world_size + rank) * batch_size
             window += self._train_step(self.train_images[order[offset : offset + batch_size]])
             self.batch, self.step, done = self.batch + 1, self.step + 1, done + 1
@@ -336,14 +348,34 @@ class Trainer:
                 window.zero_()
                 bar.set_postfix(loss=f"{values['loss']:.3f}", mi_global=f"{values['global_mi']:.3f}",
                                 mi_local=f"{values['local_mi']:.3f}", prior=f"{values['prior']:.3f}")
+                clock = self.context.broadcast(self.train_seconds + time.perf_counter() - start)
         totals += window
         totals = totals.cpu()  # waits for the device, so the timing below is complete
         seconds = time.perf_counter() - start
-        self.train_seconds += seconds
+        self.train_seconds = self.context.broadcast(self.train_seconds + seconds)
         bar.close()
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
         return totals, done * self.global_batch, seconds
+
+    def budget_used(self, seconds: float) -> float:
+        """The largest used-up fraction of the run's budgets after ``seconds`` of training, in [0, 1]."""
+        config = self.config
+        fractions = [(self.epoch + self.batch / self.steps_per_epoch) / config.epochs]
+        if config.max_steps is not None:
+            fractions.append(self.step / config.max_steps)
+        if config.time_limit is not None:
+            fractions.append(seconds / (60 * config.time_limit))
+        return min(max(fractions), 1.0)
+
+    def _set_learning_rate(self, seconds: float) -> None:
+        if self.config.lr_schedule == "constant":
+            return
+        lr = self.config.lr * 0.5 * (1.0 + math.cos(math.pi * self.budget_used(seconds)))  # cosine
+        optimizers = [self.optimizer] + ([self.adversary_optimizer] if self.adversary_optimizer is not None else [])
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
 
     def _train_step(self, batch: Tensor) -> Tensor:
         """One optimiser step on uint8 ``(B, C, H, W)``; returns the :data:`STATS` as a device tensor."""

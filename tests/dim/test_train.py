@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from dim.data import make_shapes
 from dim.models import Encoder
 from dim.objective import DeepInfoMax
 from dim.preprocess import normalize_images
-from dim.train import TrainConfig, epoch_order, train
+from dim.train import Trainer, TrainConfig, epoch_order, train
 from dim.utils import load_checkpoint
 
 TINY = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, knn=False, log_every=2, device="cpu")
@@ -45,6 +46,25 @@ def test_resume_continues_exactly(tmp_path):
     assert expected["optimizer"]["state"][0]["exp_avg"].equal(actual["optimizer"]["state"][0]["exp_avg"])
 
 
+def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
+    trainer = Trainer(dataclasses.replace(TINY, out=str(tmp_path / "steps"), max_steps=4, lr=1e-3, lr_schedule="cosine"),
+                      progress=False)
+    try:
+        trainer.run()
+        # set before the 4th and last step, at progress 3/4 of max_steps (the 10 epochs are far off)
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    finally:
+        trainer.close()
+    timed = Trainer(dataclasses.replace(TINY, out=str(tmp_path / "time"), time_limit=2.0), progress=False)
+    try:
+        assert timed.budget_used(60.0) == pytest.approx(0.5)  # one of two minutes
+        assert timed.budget_used(600.0) == 1.0
+        timed.epoch = 5
+        assert timed.budget_used(6.0) == pytest.approx(0.5)  # 5 of 10 epochs outruns 6 s of 120
+    finally:
+        timed.close()
+
+
 def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
         train(dataclasses.replace(TINY, out=str(tmp_path / "none"), max_steps=1), resume=True, progress=False)
@@ -58,11 +78,14 @@ def test_config_fills_presets_and_checks_choices():
     assert (fast.estimator, fast.negatives, fast.critic, fast.augment, fast.batch_size) == (
         "infonce", "locations", "separable", "flip-crop", 32
     )
+    assert (fast.lr_schedule, TrainConfig().resolved().lr_schedule) == ("cosine", "constant")
     assert TrainConfig().resolved().estimator == "jsd"
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(preset="slow").resolved()
     with pytest.raises(ValueError, match="augment"):
         TrainConfig(augment="mixup").resolved()
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step").resolved()
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
