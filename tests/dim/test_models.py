@@ -7,9 +7,9 @@ import torch
 
 import dim
 from dim.features import FeatureExtractor
+from dim.mi import LocalSeparableCritic
 from dim.models import Encoder, FeatureHead
 from dim.objective import CrossLocationInfoNCE, DeepInfoMax
-from dim.mi import LocalSeparableCritic
 from dim.utils import atomic_save
 
 

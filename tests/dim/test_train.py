@@ -13,7 +13,7 @@ from dim.data import make_shapes
 from dim.models import Encoder
 from dim.objective import DeepInfoMax
 from dim.preprocess import normalize_images
-from dim.train import Trainer, TrainConfig, epoch_order, train
+from dim.train import TrainConfig, Trainer, epoch_order, train
 from dim.utils import load_checkpoint
 
 TINY = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, knn=False, log_every=2, device="cpu")

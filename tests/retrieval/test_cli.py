@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
 from PIL import Image
 
 from retrieval.cli import main
+from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
 
 
 def run(*args: str) -> str:

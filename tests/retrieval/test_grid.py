@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.retrieval.conftest import NUM_GOOD_IMAGES, random_image
 
 from retrieval.grid import result_grid, save_result_grid
 from retrieval.index import Index
+from tests.retrieval.conftest import NUM_GOOD_IMAGES, random_image
 
 
 def test_grid_layout_pads_short_rows_and_frames_queries(model, image_dir: Path, tmp_path: Path) -> None:

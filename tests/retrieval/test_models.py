@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.retrieval.conftest import tiny_model
 
 from retrieval.index import Index
 from retrieval.models import fingerprint, load_model, weights_sha256
+from tests.retrieval.conftest import tiny_model
 
 
 def test_missing_paths_are_refused(tmp_path: Path) -> None:
