@@ -19,6 +19,7 @@ as embedding and search do, so training and inference see the same pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -53,7 +54,7 @@ _NATIVE: dict[str, tuple[int, int, str]] = {
     "fashion-mnist": (28, 1, "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (decompressed)"),
     "shapes": (32, 3, ""),
 }
-_SHAPES_SPLITS = {"train": (5000, 0), "test": (1000, 1)}  # split -> (number of images, seed)
+_SHAPES_SPLITS = {"train": (20000, 0), "test": (2000, 1)}  # split -> (number of images, seed)
 _SHAPE_CLASSES = ["circle", "square", "triangle"]
 _DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1))
 _CACHE_VERSION = 1
@@ -198,46 +199,61 @@ def load_image_folder(
 
 
 def make_shapes(
-    num_images: int, image_size: int = 32, seed: int = 0, min_objects: int = 2, max_objects: int = 4
+    num_images: int, image_size: int = 32, seed: int = 0, grid: int = 3, fill: float = 0.85
 ) -> tuple[Tensor, Tensor]:
     """Generate small scenes of coloured circles, squares or triangles.
 
-    Each image shows ``min_objects`` to ``max_objects`` shapes of one class, each
-    with its own random position, size and bright colour, on one dark background
-    with faint pixel noise. The class is the one factor that every part of an
-    image shares, while colour, position and size vary from object to object:
-    exactly what DIM's local MI term rewards a code for capturing (the
-    background notes, section 4). Fully determined by ``seed``.
+    Each image is a ``grid x grid`` layout of cells on one dark background; each
+    cell holds, with probability ``fill``, one shape of the image's class, with
+    its own random position in the cell, size and bright colour. The class is
+    the one factor that every part of an image shares, while colour, position
+    and size vary from shape to shape: what DIM's local MI term rewards a code
+    for capturing (the background notes, section 4). With one or a few shapes
+    per image the code learns colour and position instead, and one epoch scores
+    near chance. Fully determined by ``seed``.
 
     Returns:
         images: uint8 ``(num_images, 3, image_size, image_size)``.
         labels: int64 ``(num_images,)``: 0 circle, 1 square, 2 triangle.
     """
+    if grid < 1 or not 0.0 < fill <= 1.0:
+        raise ValueError(f"need grid >= 1 and 0 < fill <= 1, got grid={grid}, fill={fill}")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 3, num_images)
-    num_objects = rng.integers(min_objects, max_objects + 1, num_images)
     images = np.full((num_images, image_size, image_size, 3), 0.12, dtype=np.float32)  # one dark background
-
     pixel = np.arange(image_size, dtype=np.float32) + 0.5  # pixel centres
-    for slot in range(max_objects):
-        radius = rng.uniform(0.12, 0.26, num_images).astype(np.float32) * image_size  # half the extent, in pixels
-        centre_x = rng.uniform(radius, image_size - radius).astype(np.float32)
-        centre_y = rng.uniform(radius, image_size - radius).astype(np.float32)
-        shade = rng.uniform(0.0, 1.0, (num_images, 3)).astype(np.float32)
-        shade[np.arange(num_images), rng.integers(0, 3, num_images)] = rng.uniform(0.6, 1.0, num_images)  # bright
-        dx = pixel[None, None, :] - centre_x[:, None, None]  # (N, 1, S)
-        dy = pixel[None, :, None] - centre_y[:, None, None]  # (N, S, 1)
-        r = radius[:, None, None]
-        circle = dx**2 + dy**2 <= r**2
-        square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
-        triangle = (dy <= r) & (np.abs(dx) <= 0.6 * (dy + r))  # apex at the top, base at the bottom
-        mask = np.choose(labels[:, None, None], [circle, square, triangle])  # (N, S, S)
-        mask &= (slot < num_objects)[:, None, None]
-        images = np.where(mask[..., None], shade[:, None, None, :], images)
+    cell = image_size / grid
+    for row in range(grid):
+        for column in range(grid):
+            radius = rng.uniform(0.28, 0.42, num_images).astype(np.float32) * cell  # half the extent, in pixels
+            centre_x = column * cell + rng.uniform(radius, cell - radius).astype(np.float32)
+            centre_y = row * cell + rng.uniform(radius, cell - radius).astype(np.float32)
+            shade = rng.uniform(0.0, 1.0, (num_images, 3)).astype(np.float32)
+            shade[np.arange(num_images), rng.integers(0, 3, num_images)] = rng.uniform(0.6, 1.0, num_images)  # bright
+            present = rng.uniform(size=num_images) < fill
+            # the shape stays inside its cell, so only the cell's pixels are drawn
+            top, bottom = int(row * cell), min(image_size, int(np.ceil((row + 1) * cell)))
+            left, right = int(column * cell), min(image_size, int(np.ceil((column + 1) * cell)))
+            dx = pixel[None, None, left:right] - centre_x[:, None, None]  # (N, 1, w)
+            dy = pixel[None, top:bottom, None] - centre_y[:, None, None]  # (N, h, 1)
+            r = radius[:, None, None]
+            circle = dx**2 + dy**2 <= r**2
+            square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
+            triangle = (dy <= r) & (np.abs(dx) <= 0.6 * (dy + r))  # apex at the top, base at the bottom
+            mask = np.choose(labels[:, None, None], [circle, square, triangle]) & present[:, None, None]  # (N, h, w)
+            window = images[:, top:bottom, left:right]  # (N, h, w, 3), a view
+            window[...] = np.where(mask[..., None], shade[:, None, None, :], window)
 
     images += rng.standard_normal(images.shape, dtype=np.float32) * 0.02
     images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (N, S, S, 3)
     return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels).long()
+
+
+@functools.lru_cache(maxsize=4)
+def _shapes_split(split: str, image_size: int) -> tuple[Tensor, Tensor]:
+    """A split of ``shapes``, generated once per process (a few seconds for the training split)."""
+    count, seed = _SHAPES_SPLITS[split]
+    return make_shapes(count, image_size, seed)
 
 
 def load_dataset(
@@ -296,9 +312,9 @@ def _load_named(
     if split not in splits:
         raise ValueError(f"{name} has no split {split!r}: use one of {', '.join(splits)}")
     if name == "shapes":
-        count, seed = _SHAPES_SPLITS[split]
-        images, labels = make_shapes(count, image_size, seed)
-        return ImageDataset(_convert(images, image_size, channels), labels, list(_SHAPE_CLASSES), name, split)
+        images, labels = _shapes_split(split, image_size)
+        return ImageDataset(_convert(images.clone(), image_size, channels), labels.clone(), list(_SHAPE_CLASSES),
+                            name, split)
 
     root = resolve_data_dir(data_dir)
     tree = root / name / split

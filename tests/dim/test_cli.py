@@ -70,7 +70,7 @@ def test_embed_a_dataset_split(run_dir, tmp_path):
     features = np.load(out)
     with out.with_suffix(".csv").open() as handle:
         rows = list(csv.reader(handle))
-    assert features.shape == (1000, 16) and len(rows) == 1001
+    assert features.shape == (2000, 16) and len(rows) == 2001
     assert rows[0][0] == "filenames" and rows[0][-1] == "labels" and len(rows[0]) == 18
     assert rows[1][0] == "test/000000"
     assert np.allclose(np.array(rows[5][1:-1], dtype=np.float32), features[4], atol=1e-6)

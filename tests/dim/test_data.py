@@ -59,11 +59,11 @@ def test_make_shapes_is_deterministic_and_well_formed():
 
 def test_shapes_dataset_splits_and_conversion():
     test = load_dataset("shapes", "test", image_size=16, channels=1)
-    assert len(test) == 1000 and test.images.shape == (1000, 1, 16, 16)
+    assert len(test) == 2000 and test.images.shape == (2000, 1, 16, 16)
     assert test.classes == ["circle", "square", "triangle"] and test.num_classes == 3 and test.is_labelled
     image, label = test[0]
     assert image.shape == (1, 16, 16) and 0 <= int(label) < 3
-    rgb, _ = make_shapes(1000, image_size=16, seed=1)
+    rgb, _ = make_shapes(2000, image_size=16, seed=1)
     as_pil = torch.stack([image_to_uint8(Image.fromarray(x.permute(1, 2, 0).numpy()), 16, 1) for x in rgb[:20]])
     assert torch.equal(test.images[:20], as_pil)  # RGB -> grey exactly as the folder/inference path does
     with pytest.raises(ValueError, match="no split"):

@@ -56,9 +56,9 @@ def test_confusion_png(tmp_path):
 
 def test_evaluate_a_run(shapes_run):
     result = evaluate(shapes_run, device="cpu")
-    assert result["dataset"] == "shapes" and result["iterations"] == 5 and result["num_images"] == 1000
+    assert result["dataset"] == "shapes" and result["iterations"] == 5 and result["num_images"] == 2000
     assert 0 < result["cat_accuracy"] <= 1
     assert len(result["mapping"]) == 3 and set(result["mapping"].values()) == {0, 1, 2}
-    assert np.array(result["confusion"]).sum() == 1000
+    assert np.array(result["confusion"]).sum() == 2000
     assert (shapes_run / "confusion.png").is_file()
     assert json.loads((shapes_run / "eval_test.json").read_text())["cat_accuracy"] == result["cat_accuracy"]
