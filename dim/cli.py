@@ -68,6 +68,9 @@ def main() -> None:
 @click.option("--arch", type=click.Choice(ARCHS), default="dcgan", show_default=True, help="Encoder.")
 @click.option("--z-dim", type=int, default=64, show_default=True, help="Size of the code z.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), help="Augmentation [preset: none / flip-crop].")
+@click.option("--views", type=click.IntRange(1, 2),
+              help="2: two augmented views per image, each view's features scored against the other view's code "
+                   "(needs --augment) [preset: 1].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--num-workers", type=int, default=0, show_default=True,

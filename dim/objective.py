@@ -129,6 +129,13 @@ class DIMOutput(NamedTuple):
     prior: Tensor
 
 
+def _mean_bound(terms: list[BoundOutput]) -> BoundOutput | None:
+    """The average loss and MI estimate of one term over the view pairings (``None`` for no terms)."""
+    if len(terms) <= 1:
+        return terms[0] if terms else None
+    return BoundOutput(*(torch.stack(values).mean() for values in zip(*terms)))
+
+
 class DeepInfoMax(nn.Module):
     """Encoder plus the MI terms of the DIM objective, one module for DDP to wrap.
 
@@ -210,19 +217,36 @@ class DeepInfoMax(nn.Module):
                 else MIEstimator(local_critic, sampler, make_bound(estimator))
             )
 
-    def forward(self, images: Tensor) -> DIMOutput:
-        """``(B, C, H, W)`` images -> the objective's terms for this batch."""
-        encoding = self.encoder(images)
-        z = encoding.z.float()  # (B, Z)
+    def forward(self, images: Tensor, views: int = 1) -> DIMOutput:
+        """Images -> the objective's terms for this batch.
+
+        Args:
+            images: ``(B, C, H, W)``; with ``views=2``, ``(2B, C, H, W)``: two
+                augmented views of the same B images, one after the other.
+            views: 1 scores each image's features against its own code (DIM).
+                2 scores each view's features against the *other* view's code
+                and averages both directions (as AMDIM, Bachman et al. 2019),
+                so the code keeps only what survives the augmentation.
+        """
+        if views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {views}")
+        encoding = self.encoder(images)  # one pass over every view
+        z = encoding.z.float()  # (V*B, Z)
         gather = self.gather or (lambda tensor: tensor)
-        all_z = gather(z)  # (B_global, Z)
-        global_term = local_term = None
-        if self.global_mi is not None:
-            global_term = self.global_mi(gather(encoding.conv.flatten(1).float()), all_z)  # (B_g, C_c*h'*w') vs z
-        if self.local_mi is not None:
-            local_term = self.local_mi(gather(encoding.local.float()), all_z)  # (B_g, C_l, h, w) vs z
+        half = len(images) // 2
+        # (feature rows, code rows): each view's features against the other view's code
+        pairings = [(slice(None), slice(None))] if views == 1 else [
+            (slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))
+        ]
+        global_terms, local_terms = [], []
+        for features, codes in pairings:
+            all_z = gather(z[codes])  # (B_global, Z)
+            if self.global_mi is not None:  # (B_g, C_c*h'*w') vs z
+                global_terms.append(self.global_mi(gather(encoding.conv[features].flatten(1).float()), all_z))
+            if self.local_mi is not None:  # (B_g, C_l, h, w) vs z
+                local_terms.append(self.local_mi(gather(encoding.local[features].float()), all_z))
         prior = gaussian_kl(encoding.mean, encoding.log_var) if self.prior_kind == "kl" else z.new_zeros(())
-        return DIMOutput(encoding, global_term, local_term, prior)
+        return DIMOutput(encoding, _mean_bound(global_terms), _mean_bound(local_terms), prior)
 
     def loss(self, output: DIMOutput) -> Tensor:
         """alpha * global loss + beta * local loss + gamma * prior, a scalar."""

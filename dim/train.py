@@ -50,12 +50,12 @@ CHECKPOINT_FORMAT = 1
 PRESETS: dict[str, dict[str, Any]] = {
     # The background notes' objective: JSD, one shuffled negative, concat critics, no augmentation.
     "default": {"estimator": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
-                "lr_schedule": "constant", "augment": "none"},
+                "lr_schedule": "constant", "augment": "none", "views": 1},
     # Most accuracy per CPU-minute: the DIM paper's local infoNCE against every position of every
     # other image, separable critics (all scores in one matrix product), flip + crop augmentation, and a
     # learning rate that decays to zero over the run's budget.
     "fast": {"estimator": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
-             "lr_schedule": "cosine", "augment": "flip-crop"},
+             "lr_schedule": "cosine", "augment": "flip-crop", "views": 1},
 }
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
@@ -90,6 +90,9 @@ class TrainConfig:
         negatives: ``shuffle``, ``all`` or ``locations`` (see :class:`dim.objective.DeepInfoMax`).
         critic: ``concat`` or ``separable``.
         augment: ``none``, ``flip-crop`` or ``flip-crop-jitter``.
+        views: 1, or 2: two augmented views of each image, each view's features
+            scored against the other's code (see :class:`dim.objective.DeepInfoMax`);
+            a step then encodes twice as many images.
         prior: ``kl``, ``adversarial`` or ``none``.
         alpha, beta, gamma: weights of the global MI, local MI and prior terms
             (the background notes' 0.5, 1.5, 0.01 by default).
@@ -124,6 +127,7 @@ class TrainConfig:
     negatives: str | None = None
     critic: str | None = None
     augment: str | None = None
+    views: int | None = None
     prior: str = "kl"
     alpha: float = 0.5
     beta: float = 1.5
@@ -153,6 +157,10 @@ class TrainConfig:
                               ("lr_schedule", LR_SCHEDULES)]:
             if getattr(config, name) not in choices:
                 raise ValueError(f"unknown {name} {getattr(config, name)!r}; choose one of {', '.join(choices)}")
+        if config.views not in (1, 2):
+            raise ValueError(f"views must be 1 or 2, got {config.views}")
+        if config.views == 2 and config.augment == "none":
+            raise ValueError("two views of an image are identical without augmentation: set augment (--augment)")
         if config.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {config.epochs}")
         if config.max_steps is not None and config.max_steps < 1:
@@ -299,6 +307,7 @@ class Trainer:
                 **dict(zip(STATS, means)),
                 "knn_top1": "" if knn_top1 is None else knn_top1,
                 "images_per_s": images / max(seconds, 1e-9),
+                "lr": self.optimizer.param_groups[0]["lr"],  # the last step's
                 "seconds": seconds,
             }
             if self.metrics is not None:
@@ -379,10 +388,11 @@ class Trainer:
 
     def _train_step(self, batch: Tensor) -> Tensor:
         """One optimiser step on uint8 ``(B, C, H, W)``; returns the :data:`STATS` as a device tensor."""
-        images = augment(normalize_images(batch), self.config.augment)  # (B, C, H, W) in [-1, 1]
+        images = normalize_images(batch)  # (B, C, H, W) in [-1, 1]
+        images = torch.cat([augment(images, self.config.augment) for _ in range(self.config.views)])  # (V*B, C, H, W)
         images = images.contiguous(memory_format=torch.channels_last)
         with self.autocast:
-            output = self.step_model(images)
+            output = self.step_model(images, views=self.config.views)
             if self.adversary is not None:
                 output = output._replace(prior=self.adversary.encoder_loss(output.encoding.z.float()))
             loss = self.model.loss(output)

@@ -67,6 +67,25 @@ def test_objective_terms(options):
     assert model.encoder.local[0][0].weight.grad is not None
 
 
+def test_two_views_score_each_views_features_against_the_other_views_code():
+    torch.manual_seed(0)
+    model = DeepInfoMax(Encoder(stochastic=False), "infonce", "all", "separable", "none", critic_hidden=16).eval()
+    views = torch.randn(8, 3, 32, 32)  # two views of 4 images: rows 0-3 and 4-7
+    output = model(views, views=2)
+    encoding = model.encoder(views)  # eval mode: each row's encoding does not depend on the others
+    for term, estimator, features in [
+        (output.local_term, model.local_mi, encoding.local),
+        (output.global_term, model.global_mi, encoding.conv.flatten(1)),
+    ]:
+        first = estimator(features[:4], encoding.z[4:])  # view a's features, view b's code
+        second = estimator(features[4:], encoding.z[:4])
+        assert torch.allclose(term.loss, (first.loss + second.loss) / 2, atol=1e-5)
+        assert torch.allclose(term.mi, (first.mi + second.mi) / 2, atol=1e-5)
+    assert not torch.allclose(output.local_term.mi, model(views).local_term.mi)  # one view of 8 images differs
+    with pytest.raises(ValueError, match="views"):
+        model(views, views=3)
+
+
 def test_objective_rejects_inconsistent_choices():
     with pytest.raises(ValueError, match="infonce"):
         DeepInfoMax(Encoder(), estimator="jsd", negatives="locations")

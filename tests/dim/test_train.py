@@ -50,9 +50,11 @@ def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
     trainer = Trainer(dataclasses.replace(TINY, out=str(tmp_path / "steps"), max_steps=4, lr=1e-3, lr_schedule="cosine"),
                       progress=False)
     try:
-        trainer.run()
+        result = trainer.run()
         # set before the 4th and last step, at progress 3/4 of max_steps (the 10 epochs are far off)
-        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
+        last = 1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4))
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(last)
+        assert result.metrics[-1]["lr"] == pytest.approx(last)  # and logged in metrics.csv
     finally:
         trainer.close()
     timed = Trainer(dataclasses.replace(TINY, out=str(tmp_path / "time"), time_limit=2.0), progress=False)
@@ -63,6 +65,12 @@ def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
         assert timed.budget_used(6.0) == pytest.approx(0.5)  # 5 of 10 epochs outruns 6 s of 120
     finally:
         timed.close()
+
+
+def test_two_view_training_runs(tmp_path):
+    config = dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=2, views=2, augment="flip-crop-jitter")
+    result = train(config, progress=False)
+    assert result.step == 2 and all(math.isfinite(result.metrics[-1][name]) for name in ("loss", "local_mi"))
 
 
 def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
@@ -84,6 +92,9 @@ def test_config_fills_presets_and_checks_choices():
         TrainConfig(preset="slow").resolved()
     with pytest.raises(ValueError, match="augment"):
         TrainConfig(augment="mixup").resolved()
+    with pytest.raises(ValueError, match="augment"):
+        TrainConfig(views=2).resolved()  # two identical views
+    assert TrainConfig(preset="fast", views=2).resolved().views == 2
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step").resolved()
 
