@@ -98,7 +98,7 @@ def run_seed(config: TrainConfig, progress: bool) -> dict:
     start = time.perf_counter()
     resume = (run_dir / "checkpoint.pt").exists()
     fit = None
-    if not resume or load_checkpoint(run_dir, CHECKPOINT_KIND)["step"] < config.iterations:
+    if not resume or load_checkpoint(run_dir, CHECKPOINT_KIND, mmap=True)["step"] < config.iterations:
         fit = make_trainer(config, resume=resume, progress=progress).fit(progress)
     result = evaluate(run_dir, config.data_dir, device=config.device)
     row = {

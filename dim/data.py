@@ -241,8 +241,7 @@ def make_shapes(
             square = np.maximum(np.abs(dx), np.abs(dy)) <= 0.85 * r
             triangle = (dy <= r) & (np.abs(dx) <= 0.6 * (dy + r))  # apex at the top, base at the bottom
             mask = np.choose(labels[:, None, None], [circle, square, triangle]) & present[:, None, None]  # (N, h, w)
-            window = images[:, top:bottom, left:right]  # (N, h, w, 3), a view
-            window[...] = np.where(mask[..., None], shade[:, None, None, :], window)
+            np.copyto(images[:, top:bottom, left:right], shade[:, None, None, :], where=mask[..., None])
 
     images += rng.standard_normal(images.shape, dtype=np.float32) * 0.02
     images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (N, S, S, 3)

@@ -186,14 +186,10 @@ def grid_queries(labels: Tensor, rows: int = 10) -> Tensor:
     be of one class; cycling through the classes shows as many as there are rows.
     Unlabelled queries (label -1) are simply taken in order.
     """
-    labels = labels.cpu()
-    order = torch.argsort(labels, stable=True)  # (Q,) grouped by class, original order within a class
-    rank_in_class = torch.empty_like(order)
-    for label in labels.unique():
-        members = order[labels[order] == label]
-        rank_in_class[members] = torch.arange(len(members))
-    picked = torch.argsort(rank_in_class * (int(labels.max()) + 2) + labels + 1, stable=True)  # round-robin
-    return picked[:rows]
+    order = torch.argsort(labels.cpu(), stable=True)  # (Q,) grouped by class, original order within a class
+    grouped = labels.cpu()[order]
+    rank_in_class = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)  # (Q,) 0, 1, ... per class
+    return order[torch.argsort(rank_in_class, stable=True)][:rows]  # every class's first, then every second...
 
 
 def evaluate(

@@ -233,11 +233,9 @@ class DeepInfoMax(nn.Module):
         encoding = self.encoder(images)  # one pass over every view
         z = encoding.z.float()  # (V*B, Z)
         gather = self.gather or (lambda tensor: tensor)
-        half = len(images) // 2
         # (feature rows, code rows): each view's features against the other view's code
-        pairings = [(slice(None), slice(None))] if views == 1 else [
-            (slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))
-        ]
+        first, second = slice(0, len(images) // 2), slice(len(images) // 2, None)
+        pairings = [(slice(None), slice(None))] if views == 1 else [(first, second), (second, first)]
         global_terms, local_terms = [], []
         for features, codes in pairings:
             all_z = gather(z[codes])  # (B_global, Z)

@@ -6,7 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dim.evaluate import knn_classify, linear_probe, nearest_neighbours, save_neighbour_grid, subset_indices
+from dim.evaluate import (
+    grid_queries,
+    knn_classify,
+    linear_probe,
+    nearest_neighbours,
+    save_neighbour_grid,
+    subset_indices,
+)
 
 # Memory: three unit-ish vectors (the first deliberately not normalised), labels 0, 1, 1.
 MEMORY = torch.tensor([[5.0, 0.0], [0.8, 0.6], [0.0, 1.0]])
@@ -65,8 +72,6 @@ def test_subset_indices_is_fixed_and_sorted():
 
 
 def test_grid_queries_cycle_through_the_classes():
-    from dim.evaluate import grid_queries
-
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])  # sorted by class, as test splits often are
     assert grid_queries(labels, rows=5).tolist() == [0, 3, 5, 1, 4]
     assert grid_queries(torch.full((4,), -1), rows=3).tolist() == [0, 1, 2]
