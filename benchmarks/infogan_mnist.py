@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the runs (default runs/bench-infogan-mnist-TIME)")
     parser.add_argument("--separate-q", action="store_true", help="Q with its own trunk")
     parser.add_argument("--lambda-info", type=float, default=1.0, help="0 benchmarks the plain-GAN baseline")
+    parser.add_argument("--lambda-invariance", type=float, default=0.0,
+                        help="weight of the invariance term on warped fakes (0: the paper)")
     parser.add_argument("--speed", action="store_true", help="only time the training step")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing (--speed)")
     parser.add_argument("--no-progress", action="store_true")
@@ -141,7 +143,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch_size = args.batch_size or (64 if args.speed else 128)
     config = TrainConfig(dataset="mnist", data_dir=args.data_dir, iterations=args.iterations, batch_size=batch_size,
-                         device=args.device, separate_q=args.separate_q, lambda_info=args.lambda_info)
+                         device=args.device, separate_q=args.separate_q, lambda_info=args.lambda_info,
+                         lambda_invariance=args.lambda_invariance)
     if args.speed:
         row = measure_speed(config, args.warmup)
         verdict = "meets" if row["it_per_s"] >= TARGET_IT_PER_S else "misses"
@@ -163,7 +166,8 @@ def main() -> None:
 
     accuracies = [row["cat_accuracy"] for row in rows]
     print(f"\nInfoGAN on MNIST: {args.iterations} iterations at batch {batch_size}, "
-          f"separate_q={args.separate_q}, lambda_info={args.lambda_info:g}")
+          f"separate_q={args.separate_q}, lambda_info={args.lambda_info:g}, "
+          f"lambda_invariance={args.lambda_invariance:g}")
     print(f"{'seed':>4}  {'c1 accuracy':>11}  {'it/s':>6}  {'wall s':>7}")
     for row in rows:
         print(f"{row['seed']:>4}  {100 * row['cat_accuracy']:>10.2f}%  {_number(row['it_per_s'], 6, 2)}  "

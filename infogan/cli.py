@@ -51,6 +51,11 @@ def main() -> None:
               help="Weight of the information term L_I; 0 trains a plain GAN (the baseline).")
 @click.option("--lambda-cont", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_cont, show_default=True,
               help="Weight of the continuous codes' Gaussian NLL relative to the categorical cross-entropy.")
+@click.option("--lambda-invariance", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_invariance,
+              show_default=True,
+              help="Weight of the invariance term: Q must read the same categorical code from a randomly rotated, "
+                   "sheared, scaled and shifted copy of each fake, so slant and width cannot carry it "
+                   "(0: the paper).")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
 @click.option("--noise", type=click.Choice(["uniform", "normal"]), default=_DEFAULTS.noise, show_default=True,

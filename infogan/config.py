@@ -29,6 +29,8 @@ class TrainConfig:
         noise_dim, noise, categorical, continuous: the latent space (:class:`~infogan.codes.LatentSpec`).
         lambda_info: weight lambda of the information term; 0 gives a plain GAN.
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
+        lambda_invariance: weight of the invariance term: the categorical codes'
+            cross-entropy on randomly warped fakes (:mod:`infogan.augment`); 0 (the paper) turns it off.
         learn_sigma: Q predicts a (clamped) log sigma per continuous code instead of sigma = 1.
         separate_q: Q gets its own trunk instead of sharing D's.
         lr_d, lr_g: Adam learning rates of D and of G (with Q).
@@ -54,6 +56,7 @@ class TrainConfig:
     continuous: int = 2
     lambda_info: float = 1.0
     lambda_cont: float = 1.0
+    lambda_invariance: float = 0.0
     learn_sigma: bool = False
     separate_q: bool = False
     lr_d: float = 2e-4
@@ -73,8 +76,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
-        if self.lambda_info < 0 or self.lambda_cont < 0:
-            raise ValueError(f"lambda_info and lambda_cont must be >= 0, got {self.lambda_info}, {self.lambda_cont}")
+        for name in ("lambda_info", "lambda_cont", "lambda_invariance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lambda_invariance and not self.categorical:
+            raise ValueError("lambda_invariance needs a categorical code to keep invariant: give --categorical")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
         self.latent_spec()  # validates the latent sizes

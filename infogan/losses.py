@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dim.mi import CategoricalQBound, GaussianQBound
+from dim.mi import BoundOutput, CategoricalQBound, GaussianQBound
 from infogan.codes import Latent, LatentSpec, QParams
 
 
@@ -61,13 +61,22 @@ class InfoLoss(nn.Module):
 
     def forward(self, q: QParams, latent: Latent) -> InfoOutput:
         """Score Q's prediction ``q`` against the codes ``latent`` that generated the images."""
-        losses, mis = [], []
-        for i, bound in enumerate(self.categorical):
-            out = bound(q.logits[i], latent.categorical[:, i])  # scalar loss, scalar mi
-            losses.append(out.loss)
-            mis.append(out.mi.reshape(1))
+        outs = self._categorical(q, latent)
+        losses, mis = [out.loss for out in outs], [out.mi.reshape(1) for out in outs]
         if self.continuous is not None:
             out = self.continuous(q.mean, latent.continuous, q.log_sigma)  # scalar loss, mi (D,)
             losses.append(self.lambda_cont * out.loss)
             mis.append(out.mi)
         return InfoOutput(loss=torch.stack(losses).sum(), mi=torch.cat(mis))
+
+    def categorical_loss(self, q: QParams, latent: Latent) -> Tensor:
+        """The categorical codes' cross-entropies alone, summed (the invariance term scores warped fakes with it).
+
+        Continuous codes are left out on purpose: a warp changes slant and width,
+        the very factors they should describe.
+        """
+        return torch.stack([out.loss for out in self._categorical(q, latent)]).sum()
+
+    def _categorical(self, q: QParams, latent: Latent) -> list[BoundOutput]:
+        """One :class:`dim.mi.BoundOutput` (scalar loss and mi) per categorical code."""
+        return [bound(q.logits[i], latent.categorical[:, i]) for i, bound in enumerate(self.categorical)]

@@ -38,6 +38,7 @@ from tqdm import tqdm
 from dim.preprocess import normalize_images
 from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
 from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
+from infogan.augment import AffineRange, random_affine
 from infogan.codes import Latent
 from infogan.config import TrainConfig
 from infogan.losses import InfoLoss, InfoOutput, discriminator_loss, generator_loss
@@ -115,66 +116,116 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.d_params, lr=config.lr_d, **adam)
         self.opt_g = torch.optim.Adam(self.g_params, lr=config.lr_g, **adam)
         self.images = images.to(self.device)
+        self.warp = AffineRange()
         self.step = 0
         self.last_checkpoint_step: int | None = None
         self.fixed_latent = self.spec.traversal(self.spec.code_names[0], columns=10, seed=config.seed)
 
     # -- the objective -------------------------------------------------------------------
 
-    def d_objective(self, real: Tensor, fake: Tensor, latent: Latent) -> tuple[Tensor, Tensor]:
+    def d_objective(
+        self, real: Tensor, fake: Tensor, latent: Latent, warped: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """D's loss on ``(B, C, H, W)`` real and (detached) fake images.
 
+        Args:
+            warped: the (detached) randomly warped fakes when the invariance
+                term is on; D's trunk then scores them as a third BatchNorm group.
+
         Returns:
-            ``(total, adversarial)``: ``total`` adds lambda * (-L_I) on the fake
-            features when Q shares D's trunk, so the trunk learns the codes too.
+            ``(total, adversarial)``: ``total`` adds lambda * (-L_I) (and the
+            invariance term) on the fakes' features when Q shares D's trunk, so
+            the trunk learns the codes too.
         """
         batch_size = real.shape[0]
-        logits, features = self.model.discriminate(torch.cat([real, fake]), groups=2)  # (2B,), (2B, 1024)
-        adversarial = discriminator_loss(logits[:batch_size], logits[batch_size:])
-        fake_features = features[batch_size:]  # (B, 1024)
-        if self.model.separate_q or self.config.lambda_info == 0:
+        shared = not self.model.separate_q and (self.config.lambda_info > 0 or warped is not None)
+        parts = [real, fake, warped] if shared and warped is not None else [real, fake]
+        logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
+        adversarial = discriminator_loss(logits[:batch_size], logits[batch_size:2 * batch_size])
+        if not shared:
             return adversarial, adversarial
-        info = self.info_loss(self.model.recognize(fake, fake_features), latent)
-        return adversarial + self.config.lambda_info * info.loss, adversarial
+        q_terms = self._q_terms(fake, features[batch_size:2 * batch_size], latent, warped, features[2 * batch_size:])
+        return adversarial + q_terms[0], adversarial
 
-    def g_objective(self, fake: Tensor, latent: Latent) -> tuple[Tensor, Tensor, InfoOutput]:
+    def g_objective(
+        self, fake: Tensor, latent: Latent, warped: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, InfoOutput, Tensor | None]:
         """G's (and Q's) loss on ``(B, C, H, W)`` generated images and the latents that made them.
 
+        Args:
+            warped: the same fakes randomly warped (not detached), when the invariance term is on.
+
         Returns:
-            ``(total, adversarial, info)``: non-saturating loss + lambda * (-L_I),
-            its adversarial part, and the information term (with L_I per code).
+            ``(total, adversarial, info, invariance)``: non-saturating loss +
+            lambda * (-L_I) + lambda_invariance * invariance, its adversarial
+            part, the information term (with L_I per code) and the invariance
+            cross-entropy (``None`` when off).
         """
-        fake_logits, features = self.model.discriminate(fake)  # (B,), (B, 1024)
-        adversarial = generator_loss(fake_logits)
-        info = self.info_loss(self.model.recognize(fake, features), latent)
-        total = adversarial + self.config.lambda_info * info.loss if self.config.lambda_info else adversarial
-        return total, adversarial, info
+        batch_size = fake.shape[0]
+        through_d = warped is not None and not self.model.separate_q  # Q reads the warped fakes through D's trunk
+        parts = [fake, warped] if through_d else [fake]
+        logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
+        adversarial = generator_loss(logits[:batch_size])
+        warped_features = features[batch_size:] if through_d else None  # else a separate Q trunk reads the images
+        q_loss, info, invariance = self._q_terms(fake, features[:batch_size], latent, warped, warped_features)
+        return adversarial + q_loss, adversarial, info, invariance
+
+    def _q_terms(
+        self,
+        fake: Tensor,
+        fake_features: Tensor,
+        latent: Latent,
+        warped: Tensor | None,
+        warped_features: Tensor | None,
+    ) -> tuple[Tensor, InfoOutput, Tensor | None]:
+        """``lambda * (-L_I) + lambda_invariance * invariance`` on D's features of the fakes (and warped fakes).
+
+        Returns:
+            ``(weighted sum, info, invariance)``; ``invariance`` is the categorical
+            cross-entropy of Q on the warped fakes, ``None`` without them.
+        """
+        info = self.info_loss(self.model.recognize(fake, fake_features), latent)
+        # lambda = 0 (a plain GAN) still reports L_I but leaves Q's weights without a gradient.
+        total = self.config.lambda_info * info.loss if self.config.lambda_info else info.loss.new_zeros(())
+        invariance = None
+        if warped is not None:
+            warped_q = self.model.recognize(warped, warped_features)
+            invariance = self.info_loss.categorical_loss(warped_q, latent)
+            total = total + self.config.lambda_invariance * invariance
+        return total, info, invariance
 
     def train_step(self) -> Tensor:
         """One D step and one G+Q step.
 
         Returns:
-            ``(3 + num_codes,)`` detached tensor on the device: D loss, G loss
-            (adversarial parts), information loss, then L_I per code in nats.
+            ``(3 + num_codes [+ 1],)`` detached tensor on the device: D loss,
+            G loss (adversarial parts), information loss, L_I per code in nats,
+            then the invariance cross-entropy when that term is on.
         """
         batch_size = self.config.batch_size
         index = torch.randint(len(self.images), (batch_size,), device=self.device)
         real = normalize_images(self.images[index])  # (B, C, H, W) in [-1, 1]
         latent = self.spec.sample(batch_size, self.device)
         fake = self.model.generator(self.spec.generator_input(latent))  # (B, C, H, W)
+        warped = random_affine(fake, self.warp) if self.config.lambda_invariance else None  # (B, C, H, W)
 
-        d_total, d_adversarial = self.d_objective(real, fake.detach(), latent)
+        detached = None if warped is None else warped.detach()
+        d_total, d_adversarial = self.d_objective(real, fake.detach(), latent, detached)
         _update(self.opt_d, d_total, self.d_params)
-        g_total, g_adversarial, info = self.g_objective(fake, latent)
+        g_total, g_adversarial, info, invariance = self.g_objective(fake, latent, warped)
         _update(self.opt_g, g_total, self.g_params)
         self.step += 1
-        return torch.cat([torch.stack([d_adversarial, g_adversarial, info.loss]).detach(), info.mi])
+        values = [torch.stack([d_adversarial, g_adversarial, info.loss]).detach(), info.mi]
+        if invariance is not None:
+            values.append(invariance.detach().reshape(1))
+        return torch.cat(values)
 
     # -- the loop ------------------------------------------------------------------------
 
     @property
     def metric_names(self) -> list[str]:
-        return ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
+        names = ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
+        return names + (["invariance_loss"] if self.config.lambda_invariance else [])
 
     def fit(self, progress: bool = True) -> TrainResult:
         """Train until ``config.iterations`` steps, writing to ``run_dir`` when there is one.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from infogan.augment import random_affine
 from infogan.codes import LatentSpec, QParams
 from infogan.losses import InfoLoss, discriminator_loss, generator_loss
 from infogan.trainer import Trainer
@@ -61,7 +63,7 @@ def _grad_norms(loss, params):
 def test_info_gradient_reaches_g_and_q(grey_images, make_config):
     trainer = Trainer(make_config(), grey_images)
     _, fake, latent = _batch(trainer)
-    _, _, info = trainer.g_objective(fake, latent)
+    _, _, info, _ = trainer.g_objective(fake, latent)
     model = trainer.model
     assert all(n > 0 for n in _grad_norms(info.loss, list(model.generator.parameters())))
     assert all(n > 0 for n in _grad_norms(info.loss, list(model.q_head.parameters())))
@@ -79,7 +81,7 @@ def test_separate_q_keeps_the_info_gradient_out_of_d(grey_images, make_config):
     real, fake, latent = _batch(trainer)
     total, adversarial = trainer.d_objective(real, fake.detach(), latent)
     assert total is adversarial  # no information term in D's loss
-    _, _, info = trainer.g_objective(fake, latent)
+    _, _, info, _ = trainer.g_objective(fake, latent)
     assert all(n == 0 for n in _grad_norms(info.loss, trainer.model.d_parameters()))
     assert all(n > 0 for n in _grad_norms(info.loss, list(trainer.model.q_trunk.parameters())))
 
@@ -92,3 +94,43 @@ def test_lambda_info_zero_is_a_plain_gan(grey_images, make_config):
     assert torch.isfinite(values).all() and values.shape == (3 + 3,)
     assert all(torch.equal(a, b) for a, b in zip(q_before, trainer.model.q_head.parameters()))  # Q is not trained
     assert not all(torch.equal(a, b) for a, b in zip(g_before, trainer.model.generator.parameters()))
+
+
+def test_categorical_loss_leaves_the_continuous_codes_out():
+    spec = LatentSpec()
+    latent = spec.sample(16)
+    logits = torch.randn(16, 10)
+    q = QParams([logits], torch.randn(16, 2), None)
+    torch.testing.assert_close(InfoLoss(spec).categorical_loss(q, latent),
+                               F.cross_entropy(logits, latent.categorical[:, 0]))
+
+
+def test_invariance_term_scores_q_on_the_warped_fakes(grey_images, make_config):
+    trainer = Trainer(make_config(lambda_invariance=0.5), grey_images)
+    real, fake, latent = _batch(trainer)
+    warped = random_affine(fake)
+    _, _, _, invariance = trainer.g_objective(fake, latent, warped)
+    # D's trunk reads [fake; warped] as two BatchNorm groups: the same as Q on the warped batch alone
+    expected = F.cross_entropy(trainer.model.recognize(warped).logits[0], latent.categorical[:, 0])
+    torch.testing.assert_close(invariance, expected)
+    model = trainer.model
+    assert all(n > 0 for n in _grad_norms(invariance, list(model.generator.parameters())))  # through the warp
+    assert all(n > 0 for n in _grad_norms(invariance, list(model.q_head.parameters())))
+
+    total, adversarial = trainer.d_objective(real, fake.detach(), latent, warped.detach())
+    _, plain_adversarial = trainer.d_objective(real, fake.detach(), latent)
+    torch.testing.assert_close(adversarial, plain_adversarial)  # the warped group leaves D's game alone
+    info = trainer.info_loss(model.recognize(fake.detach()), latent).loss
+    invariance_d = F.cross_entropy(model.recognize(warped.detach()).logits[0], latent.categorical[:, 0])
+    torch.testing.assert_close(total - adversarial, info + 0.5 * invariance_d)
+
+
+def test_invariance_is_logged_and_needs_a_categorical_code(grey_images, make_config):
+    trainer = Trainer(make_config(lambda_invariance=1.0), grey_images)
+    values = trainer.train_step()
+    assert trainer.metric_names[-1] == "invariance_loss"
+    assert values.shape == (len(trainer.metric_names),) and torch.isfinite(values).all()
+    with pytest.raises(ValueError, match="needs a categorical code"):
+        make_config(lambda_invariance=1.0, categorical=())
+    with pytest.raises(ValueError, match="lambda_invariance must be >= 0"):
+        make_config(lambda_invariance=-1.0)
