@@ -11,6 +11,11 @@ Chen et al., *InfoGAN*, NeurIPS 2016. One iteration, at batch size B:
    lambda * (-L_I), reusing x_fake from step 1. Only G, Q's head and a separate
    Q trunk receive gradients; D's weights get none (no wasted weight gradients).
 
+With ``lambda_invariance > 0`` a randomly warped copy of x_fake
+(:func:`infogan.augment.random_affine`) joins both steps, and Q's categorical
+cross-entropy on it is added with that weight: Q must read c1 whatever the
+slant, width and position, so those cannot carry c1.
+
 D scores the real and the fake batch in one concatenated pass (bigger matrix
 products, one weight gradient instead of two to add), but its BatchNorm layers
 normalise each half with its own batch statistics
@@ -38,7 +43,7 @@ from tqdm import tqdm
 from dim.preprocess import normalize_images
 from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
 from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
-from infogan.augment import AffineRange, random_affine
+from infogan.augment import random_affine
 from infogan.codes import Latent
 from infogan.config import TrainConfig
 from infogan.losses import InfoLoss, InfoOutput, discriminator_loss, generator_loss
@@ -116,7 +121,6 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.d_params, lr=config.lr_d, **adam)
         self.opt_g = torch.optim.Adam(self.g_params, lr=config.lr_g, **adam)
         self.images = images.to(self.device)
-        self.warp = AffineRange()
         self.step = 0
         self.last_checkpoint_step: int | None = None
         self.fixed_latent = self.spec.traversal(self.spec.code_names[0], columns=10, seed=config.seed)
@@ -144,8 +148,9 @@ class Trainer:
         adversarial = discriminator_loss(logits[:batch_size], logits[batch_size:2 * batch_size])
         if not shared:
             return adversarial, adversarial
-        q_terms = self._q_terms(fake, features[batch_size:2 * batch_size], latent, warped, features[2 * batch_size:])
-        return adversarial + q_terms[0], adversarial
+        warped_features = features[2 * batch_size:] if warped is not None else None
+        q_loss, _, _ = self._q_terms(fake, features[batch_size:2 * batch_size], latent, warped, warped_features)
+        return adversarial + q_loss, adversarial
 
     def g_objective(
         self, fake: Tensor, latent: Latent, warped: Tensor | None = None
@@ -207,7 +212,7 @@ class Trainer:
         real = normalize_images(self.images[index])  # (B, C, H, W) in [-1, 1]
         latent = self.spec.sample(batch_size, self.device)
         fake = self.model.generator(self.spec.generator_input(latent))  # (B, C, H, W)
-        warped = random_affine(fake, self.warp) if self.config.lambda_invariance else None  # (B, C, H, W)
+        warped = random_affine(fake) if self.config.lambda_invariance else None  # (B, C, H, W)
 
         detached = None if warped is None else warped.detach()
         d_total, d_adversarial = self.d_objective(real, fake.detach(), latent, detached)

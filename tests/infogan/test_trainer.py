@@ -24,10 +24,11 @@ def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, grey_images, make_c
     assert load_checkpoint(tmp_path, "infogan")["step"] == 4
 
 
-def test_resume_is_exact(tmp_path, make_config):
-    """4 steps straight == 2 steps, then resume for 2 more (same seed, CPU)."""
-    straight = train(make_config(dataset="shapes", out=str(tmp_path / "a")), progress=False)
-    half = train(make_config(dataset="shapes", out=str(tmp_path / "b"), iterations=2), progress=False)
+@pytest.mark.parametrize("options", [{}, {"lambda_invariance": 1.0}], ids=["paper", "invariance"])
+def test_resume_is_exact(tmp_path, make_config, options):
+    """4 steps straight == 2 steps, then resume for 2 more (same seed, CPU; the warps replay too)."""
+    straight = train(make_config(dataset="shapes", out=str(tmp_path / "a"), **options), progress=False)
+    half = train(make_config(dataset="shapes", out=str(tmp_path / "b"), iterations=2, **options), progress=False)
     resumed = train(make_config(dataset="shapes", out=str(half), iterations=4), resume=True, progress=False)
     a, b = load_checkpoint(straight, "infogan"), load_checkpoint(resumed, "infogan")
     assert a["step"] == b["step"] == 4
