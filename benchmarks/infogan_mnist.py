@@ -4,6 +4,7 @@ Usage:
     python benchmarks/infogan_mnist.py                              # 5 seeds x 5000 iterations at batch 128
     python benchmarks/infogan_mnist.py --iterations 20 --seeds 1    # a smoke test of the script
     python benchmarks/infogan_mnist.py --speed --iterations 60      # iterations/s at batch 64 only
+    python benchmarks/infogan_mnist.py --lambda-invariance 1        # with the invariance term on warped fakes
 
 Each seed trains the preset (62 noise variables, a 10-way c1, two continuous
 codes; Adam 2e-4 / 1e-3, beta1 0.5) into ``--out/seed<N>`` and scores c1 on the
