@@ -186,8 +186,9 @@ def grid_queries(labels: Tensor, rows: int = 10) -> Tensor:
     be of one class; cycling through the classes shows as many as there are rows.
     Unlabelled queries (label -1) are simply taken in order.
     """
-    order = torch.argsort(labels.cpu(), stable=True)  # (Q,) grouped by class, original order within a class
-    grouped = labels.cpu()[order]
+    labels = labels.cpu()
+    order = torch.argsort(labels, stable=True)  # (Q,) grouped by class, original order within a class
+    grouped = labels[order]
     rank_in_class = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)  # (Q,) 0, 1, ... per class
     return order[torch.argsort(rank_in_class, stable=True)][:rows]  # every class's first, then every second...
 

@@ -43,6 +43,16 @@ def test_a_shift_moves_the_pixels():
     assert moved[0, 0, 3, 4] == pytest.approx(1.0)
 
 
+def test_a_rotation_leaves_a_centred_blob_in_place():
+    side = torch.linspace(-1, 1, 29)[:-1] + 1 / 28  # pixel centres in normalised coordinates
+    blob = torch.exp(-(side[None, :] ** 2 + side[:, None] ** 2) / 0.1).expand(8, 1, 28, 28)  # round: (8, 1, 28, 28)
+    torch.manual_seed(0)
+    rotated = random_affine(blob, AffineRange(rotation=90, shear=0, scale=0, shift=0))
+    torch.testing.assert_close(rotated, blob, atol=0.03, rtol=0)  # bilinear interpolation error only
+    shifted = random_affine(blob, AffineRange(rotation=0, shear=0, scale=0, shift=0.2))
+    assert (shifted - blob).abs().amax() > 0.2  # a shift, unlike a rotation, moves it
+
+
 def test_each_image_gets_its_own_warp_and_gradients_reach_the_images():
     images = torch.rand(1, 1, 28, 28).repeat(6, 1, 1, 1).requires_grad_()
     torch.manual_seed(0)
