@@ -56,6 +56,9 @@ def main() -> None:
               help="Weight of the invariance term: Q must read the same categorical code from a randomly rotated, "
                    "sheared, scaled and shifted copy of each fake, so slant and width cannot carry it "
                    "(0: the paper).")
+@click.option("--lambda-iic", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_iic, show_default=True,
+              help="Weight of the IIC term on real images: maximise the mutual information between Q's "
+                   "categorical code for a real image and for a randomly warped copy of it (0: the paper).")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
 @click.option("--noise", type=click.Choice(["uniform", "normal"]), default=_DEFAULTS.noise, show_default=True,

@@ -31,6 +31,9 @@ class TrainConfig:
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
         lambda_invariance: weight of the invariance term: the categorical codes'
             cross-entropy on randomly warped fakes (:mod:`infogan.augment`); 0 (the paper) turns it off.
+        lambda_iic: weight of the clustering term on real images: minus the mutual
+            information between Q's categorical codes for a real image and for a
+            warped copy of it (IIC, :class:`dim.mi.PairedCategoricalMI`); 0 (the paper) turns it off.
         learn_sigma: Q predicts a (clamped) log sigma per continuous code instead of sigma = 1.
         separate_q: Q gets its own trunk instead of sharing D's.
         lr_d, lr_g: Adam learning rates of D and of G (with Q).
@@ -57,6 +60,7 @@ class TrainConfig:
     lambda_info: float = 1.0
     lambda_cont: float = 1.0
     lambda_invariance: float = 0.0
+    lambda_iic: float = 0.0
     learn_sigma: bool = False
     separate_q: bool = False
     lr_d: float = 2e-4
@@ -76,11 +80,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
-        for name in ("lambda_info", "lambda_cont", "lambda_invariance"):
+        for name in ("lambda_info", "lambda_cont", "lambda_invariance", "lambda_iic"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.lambda_invariance and not self.categorical:
-            raise ValueError("lambda_invariance needs a categorical code to keep invariant: give --categorical")
+        for name in ("lambda_invariance", "lambda_iic"):
+            if getattr(self, name) and not self.categorical:
+                raise ValueError(f"{name} needs a categorical code to keep invariant: give --categorical")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
         self.latent_spec()  # validates the latent sizes

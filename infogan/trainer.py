@@ -34,13 +34,14 @@ import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
 from dim.preprocess import normalize_images
+from dim.mi import PairedCategoricalMI
 from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
 from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
 from infogan.augment import random_affine
@@ -65,6 +66,25 @@ class TrainResult:
     step: int
     seconds: float
     it_per_s: float
+
+
+class GeneratorObjective(NamedTuple):
+    """What :meth:`Trainer.g_objective` returns.
+
+    Attributes:
+        total: the loss of the G + Q step: non-saturating loss + lambda * (-L_I)
+            + lambda_invariance * invariance - lambda_iic * iic.
+        adversarial: its non-saturating part.
+        info: the information term, with L_I per code.
+        invariance: Q's categorical cross-entropy on the warped fakes (``None`` when off).
+        iic: IIC's I(c; c') in nats on real images and their warps (``None`` when off).
+    """
+
+    total: Tensor
+    adversarial: Tensor
+    info: InfoOutput
+    invariance: Tensor | None
+    iic: Tensor | None
 
 
 def _update(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[torch.nn.Parameter]) -> None:
@@ -114,6 +134,7 @@ class Trainer:
         channels, image_size = images.shape[1], images.shape[-1]
         self.model = InfoGAN(self.spec, channels, image_size, config.separate_q, config.learn_sigma).to(self.device)
         self.info_loss = InfoLoss(self.spec, config.lambda_cont)
+        self.iic = PairedCategoricalMI()
         self.d_params = self.model.d_parameters()
         self.g_params = self.model.g_parameters()
         # The fused kernel: one pass over the ~14 M parameters instead of a dozen (a third of the CPU step's Adam time).
@@ -128,52 +149,75 @@ class Trainer:
     # -- the objective -------------------------------------------------------------------
 
     def d_objective(
-        self, real: Tensor, fake: Tensor, latent: Latent, warped: Tensor | None = None
+        self,
+        real: Tensor,
+        fake: Tensor,
+        latent: Latent,
+        warped: Tensor | None = None,
+        real_warped: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """D's loss on ``(B, C, H, W)`` real and (detached) fake images.
 
         Args:
             warped: the (detached) randomly warped fakes when the invariance
-                term is on; D's trunk then scores them as a third BatchNorm group.
+                term is on; D's trunk then scores them as one more BatchNorm group.
+            real_warped: the randomly warped real images when the IIC term is
+                on; D's trunk reads them as one more group too.
 
         Returns:
-            ``(total, adversarial)``: ``total`` adds lambda * (-L_I) (and the
-            invariance term) on the fakes' features when Q shares D's trunk, so
-            the trunk learns the codes too.
+            ``(total, adversarial)``: when Q shares D's trunk, ``total`` adds
+            lambda * (-L_I) on the fakes' features (and the invariance and IIC
+            terms), so the trunk learns the codes too.
         """
         batch_size = real.shape[0]
-        shared = not self.model.separate_q and (self.config.lambda_info > 0 or warped is not None)
-        parts = [real, fake, warped] if shared and warped is not None else [real, fake]
+        extras = [images for images in (warped, real_warped) if images is not None]
+        shared = not self.model.separate_q and (self.config.lambda_info > 0 or bool(extras))
+        parts = [real, fake, *extras] if shared else [real, fake]
         logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
         adversarial = discriminator_loss(logits[:batch_size], logits[batch_size:2 * batch_size])
         if not shared:
             return adversarial, adversarial
-        warped_features = features[2 * batch_size:] if warped is not None else None
-        q_loss, _, _ = self._q_terms(fake, features[batch_size:2 * batch_size], latent, warped, warped_features)
+        real_features, fake_features, *extra_features = features.split(batch_size)  # each (B, 1024)
+        warped_features = extra_features[0] if warped is not None else None
+        q_loss, _, _ = self._q_terms(fake, fake_features, latent, warped, warped_features)
+        if real_warped is not None:
+            iic = self._iic_mi(real, real_warped, (real_features, extra_features[-1]))
+            q_loss = q_loss - self.config.lambda_iic * iic
         return adversarial + q_loss, adversarial
 
     def g_objective(
-        self, fake: Tensor, latent: Latent, warped: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, InfoOutput, Tensor | None]:
+        self,
+        fake: Tensor,
+        latent: Latent,
+        warped: Tensor | None = None,
+        real: Tensor | None = None,
+        real_warped: Tensor | None = None,
+    ) -> GeneratorObjective:
         """G's (and Q's) loss on ``(B, C, H, W)`` generated images and the latents that made them.
 
         Args:
             warped: the same fakes randomly warped (not detached), when the invariance term is on.
-
-        Returns:
-            ``(total, adversarial, info, invariance)``: non-saturating loss +
-            lambda * (-L_I) + lambda_invariance * invariance, its adversarial
-            part, the information term (with L_I per code) and the invariance
-            cross-entropy (``None`` when off).
+            real, real_warped: real images and their warps, when the IIC term is on.
+                A shared trunk reads them without gradient (it is D's to train),
+                so this step trains Q's head (or Q's own trunk) on them.
         """
         batch_size = fake.shape[0]
+        real_features = None
+        if real_warped is not None and not self.model.separate_q:
+            # Before the passes with gradient: this one updates BatchNorm's running statistics in place.
+            with torch.no_grad():
+                real_features = self.model.trunk(torch.cat([real, real_warped]), groups=2).split(batch_size)
         through_d = warped is not None and not self.model.separate_q  # Q reads the warped fakes through D's trunk
         parts = [fake, warped] if through_d else [fake]
         logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
         adversarial = generator_loss(logits[:batch_size])
         warped_features = features[batch_size:] if through_d else None  # else a separate Q trunk reads the images
         q_loss, info, invariance = self._q_terms(fake, features[:batch_size], latent, warped, warped_features)
-        return adversarial + q_loss, adversarial, info, invariance
+        total, iic = adversarial + q_loss, None
+        if real_warped is not None:
+            iic = self._iic_mi(real, real_warped, real_features)
+            total = total - self.config.lambda_iic * iic
+        return GeneratorObjective(total, adversarial, info, invariance, iic)
 
     def _q_terms(
         self,
@@ -199,13 +243,24 @@ class Trainer:
             total = total + self.config.lambda_invariance * invariance
         return total, info, invariance
 
+    def _iic_mi(self, real: Tensor, real_warped: Tensor, features: tuple[Tensor, Tensor] | None) -> Tensor:
+        """IIC's I(c; c') in nats between Q's categorical codes for real images and for their warps.
+
+        Summed over the categorical codes; differentiable. ``features`` are D's
+        trunk features of both batches when Q shares the trunk (else ``None``).
+        """
+        real_features, warped_features = (None, None) if features is None else features
+        q_real = self.model.recognize(real, real_features)
+        q_warped = self.model.recognize(real_warped, warped_features)
+        return -torch.stack([self.iic(a, b).loss for a, b in zip(q_real.logits, q_warped.logits)]).sum()
+
     def train_step(self) -> Tensor:
         """One D step and one G+Q step.
 
         Returns:
-            ``(3 + num_codes [+ 1],)`` detached tensor on the device: D loss,
+            ``(3 + num_codes [+ 1] [+ 1],)`` detached tensor on the device: D loss,
             G loss (adversarial parts), information loss, L_I per code in nats,
-            then the invariance cross-entropy when that term is on.
+            then the invariance cross-entropy and IIC's I(c; c') when those terms are on.
         """
         batch_size = self.config.batch_size
         index = torch.randint(len(self.images), (batch_size,), device=self.device)
@@ -213,16 +268,16 @@ class Trainer:
         latent = self.spec.sample(batch_size, self.device)
         fake = self.model.generator(self.spec.generator_input(latent))  # (B, C, H, W)
         warped = random_affine(fake) if self.config.lambda_invariance else None  # (B, C, H, W)
+        real_warped = random_affine(real) if self.config.lambda_iic else None  # (B, C, H, W)
 
         detached = None if warped is None else warped.detach()
-        d_total, d_adversarial = self.d_objective(real, fake.detach(), latent, detached)
+        d_total, d_adversarial = self.d_objective(real, fake.detach(), latent, detached, real_warped)
         _update(self.opt_d, d_total, self.d_params)
-        g_total, g_adversarial, info, invariance = self.g_objective(fake, latent, warped)
-        _update(self.opt_g, g_total, self.g_params)
+        g = self.g_objective(fake, latent, warped, real, real_warped)
+        _update(self.opt_g, g.total, self.g_params)
         self.step += 1
-        values = [torch.stack([d_adversarial, g_adversarial, info.loss]).detach(), info.mi]
-        if invariance is not None:
-            values.append(invariance.detach().reshape(1))
+        values = [torch.stack([d_adversarial, g.adversarial, g.info.loss]).detach(), g.info.mi]
+        values += [term.detach().reshape(1) for term in (g.invariance, g.iic) if term is not None]
         return torch.cat(values)
 
     # -- the loop ------------------------------------------------------------------------
@@ -230,7 +285,8 @@ class Trainer:
     @property
     def metric_names(self) -> list[str]:
         names = ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
-        return names + (["invariance_loss"] if self.config.lambda_invariance else [])
+        names += ["invariance_loss"] if self.config.lambda_invariance else []
+        return names + (["iic_mi"] if self.config.lambda_iic else [])
 
     def fit(self, progress: bool = True) -> TrainResult:
         """Train until ``config.iterations`` steps, writing to ``run_dir`` when there is one.

@@ -10,8 +10,9 @@ docstring for the math):
 * bounds (:mod:`dim.mi.bounds`) turn those scores into a loss and an MI
   estimate in nats.
 
-Plus InfoGAN's variational Q bound (:mod:`dim.mi.variational`) and the closed
-form Gaussian prior term (:mod:`dim.mi.prior`).
+Plus InfoGAN's variational Q bound (:mod:`dim.mi.variational`), the closed
+form Gaussian prior term (:mod:`dim.mi.prior`) and the mutual information of
+two paired categorical assignments that IIC maximises (:mod:`dim.mi.clustering`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dim.mi.bounds import (
     NWJBound,
     make_bound,
 )
+from dim.mi.clustering import PairedCategoricalMI
 from dim.mi.critics import (
     GlobalConcatCritic,
     GlobalSeparableCritic,
@@ -65,6 +67,7 @@ __all__ = [
     "LocalSeparableCritic",
     "MIEstimator",
     "NWJBound",
+    "PairedCategoricalMI",
     "Projection",
     "ShuffleNegatives",
     "gaussian_kl",

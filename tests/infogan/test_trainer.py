@@ -24,7 +24,9 @@ def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, grey_images, make_c
     assert load_checkpoint(tmp_path, "infogan")["step"] == 4
 
 
-@pytest.mark.parametrize("options", [{}, {"lambda_invariance": 1.0}], ids=["paper", "invariance"])
+@pytest.mark.parametrize(
+    "options", [{}, {"lambda_invariance": 1.0}, {"lambda_iic": 1.0}], ids=["paper", "invariance", "iic"]
+)
 def test_resume_is_exact(tmp_path, make_config, options):
     """4 steps straight == 2 steps, then resume for 2 more (same seed, CPU; the warps replay too)."""
     straight = train(make_config(dataset="shapes", out=str(tmp_path / "a"), **options), progress=False)
