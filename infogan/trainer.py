@@ -14,7 +14,11 @@ Chen et al., *InfoGAN*, NeurIPS 2016. One iteration, at batch size B:
 With ``lambda_invariance > 0`` a randomly warped copy of x_fake
 (:func:`infogan.augment.random_affine`) joins both steps, and Q's categorical
 cross-entropy on it is added with that weight: Q must read c1 whatever the
-slant, width and position, so those cannot carry c1.
+slant, width and position, so those cannot carry c1. With ``lambda_iic > 0``
+real images and warped copies of them join too, and Q is also trained to
+maximise the mutual information between its c1 for an image and for the copy
+(IIC, :class:`dim.mi.PairedCategoricalMI`): Q's codes must then group real
+images confidently and consistently, not only tell the fakes apart.
 
 D scores the real and the fake batch in one concatenated pass (bigger matrix
 products, one weight gradient instead of two to add), but its BatchNorm layers
@@ -40,8 +44,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.preprocess import normalize_images
 from dim.mi import PairedCategoricalMI
+from dim.preprocess import normalize_images
 from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
 from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
 from infogan.augment import random_affine
