@@ -50,6 +50,18 @@ def test_train_reports_a_bad_dataset_clearly(tmp_path):
     assert result.exit_code != 0 and "unknown dataset" in result.output
 
 
+def test_train_passes_the_extra_terms_on(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "shapes", "--out", str(run_dir), "--iterations", "2", "--batch-size", "4", "--device", "cpu",
+            "--log-every", "1", "--no-progress", "--lambda-invariance", "1", "--lambda-iic", "0.5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["lambda_invariance"], config["lambda_iic"]) == (1.0, 0.5)
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0]
+    assert header.endswith("invariance_loss,iic_mi,it_per_s")
+
+
 def test_help_explains_the_options():
     result = CliRunner().invoke(main, ["train", "--help"])
     assert result.exit_code == 0 and "--separate-q" in result.output and "--lambda-info" in result.output
