@@ -91,8 +91,9 @@ def batch_norm(layer: nn.BatchNorm1d | nn.BatchNorm2d, x: Tensor, groups: int = 
     with torch.no_grad():
         count = grouped[0].numel() // x.shape[1]  # values per channel in one group
         for g in range(groups):  # the same sequence of updates as separate calls
-            layer.running_mean.lerp_(mean[g].flatten(), layer.momentum)
-            layer.running_var.lerp_(var[g].flatten() * count / max(count - 1, 1), layer.momentum)
+            # New tensors, not lerp_: a plain BatchNorm call earlier in the step saved these for its backward.
+            layer.running_mean = layer.running_mean.lerp(mean[g].flatten(), layer.momentum)
+            layer.running_var = layer.running_var.lerp(var[g].flatten() * count / max(count - 1, 1), layer.momentum)
         layer.num_batches_tracked.add_(groups)
     affine = (1, -1) + (1,) * (x.dim() - 2)
     return normalised * layer.weight.view(affine) + layer.bias.view(affine)

@@ -208,8 +208,7 @@ class Trainer:
         batch_size = fake.shape[0]
         real_features = None
         if real_warped is not None and not self.model.separate_q:
-            # Before the passes with gradient: this one updates BatchNorm's running statistics in place.
-            with torch.no_grad():
+            with torch.no_grad():  # the trunk is D's to train: here Q's head learns from its features
                 real_features = self.model.trunk(torch.cat([real, real_warped]), groups=2).split(batch_size)
         through_d = warped is not None and not self.model.separate_q  # Q reads the warped fakes through D's trunk
         parts = [fake, warped] if through_d else [fake]

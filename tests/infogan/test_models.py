@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from infogan.codes import LatentSpec
-from infogan.models import FEATURE_DIM, InfoGAN, Trunk
+from infogan.models import FEATURE_DIM, InfoGAN, Trunk, batch_norm
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
@@ -58,6 +59,16 @@ def test_grouped_batch_norm_equals_two_separate_passes():
         torch.testing.assert_close(a.grad, b.grad, msg=name)
     for (name, a), b in zip(joint.named_buffers(), separate.buffers()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_grouped_batch_norm_leaves_an_earlier_graph_intact():
+    layer = nn.BatchNorm1d(4)
+    x = torch.randn(8, 4, requires_grad=True)
+    y = batch_norm(layer, x)  # a plain call saves the running statistics for its backward
+    with torch.no_grad():
+        batch_norm(layer, torch.randn(16, 4), groups=2)  # updates them
+    y.pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
 def test_grouped_batch_norm_in_eval_mode_is_plain():
