@@ -97,9 +97,15 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
     and G losses and L_I per code in nats (c1 approaches ln 10 = 2.30 when Q
     recovers it perfectly).
 
+    The paper's objective often lets c1 merge look-alike digits (4 and 9) and
+    split others by style. --lambda-invariance 1 --lambda-iic 1 pins c1 to the
+    class: over 5 MNIST seeds, median c1 accuracy 98.4 % against 78.9 %
+    (benchmarks/RESULTS.md).
+
     \b
-    Example:
+    Examples:
       infogan train mnist --data-dir ../shared/datasets --iterations 200
+      infogan train mnist --data-dir ../shared/datasets --lambda-invariance 1 --lambda-iic 1
     """
     from infogan.trainer import TrainingDiverged
     from infogan.trainer import train as run_training
