@@ -85,7 +85,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lambda_invariance", "lambda_iic"):
             if getattr(self, name) and not self.categorical:
-                raise ValueError(f"{name} needs a categorical code to keep invariant: give --categorical")
+                raise ValueError(f"{name} needs a categorical code (it acts on Q's categorical logits): give --categorical")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
         self.latent_spec()  # validates the latent sizes

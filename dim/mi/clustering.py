@@ -63,4 +63,3 @@ class PairedCategoricalMI(nn.Module):
         log_joint, log_marginal = joint.clamp_min(self.eps).log(), marginal.clamp_min(self.eps).log()
         mi = (joint * (log_joint - log_marginal[:, None] - log_marginal[None, :])).sum()
         return BoundOutput(loss=-mi, mi=mi.detach())
-
