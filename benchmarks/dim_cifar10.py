@@ -20,9 +20,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dim.config import TrainConfig
 from dim.models import Encoder
 from dim.objective import DeepInfoMax
-from dim.train import TrainConfig, train
+from dim.train import train
 
 
 def matmul_flops_per_s(size: int = 2048, repeats: int = 5) -> float:

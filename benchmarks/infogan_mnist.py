@@ -9,7 +9,7 @@ Usage:
 
 Each seed trains the preset (62 noise variables, a 10-way c1, two continuous
 codes; Adam 2e-4 / 1e-3, beta1 0.5) into ``--out/seed<N>`` and scores c1 on the
-10,000 test images (Hungarian matching, :func:`infogan.evaluation.evaluate`).
+10,000 test images (Hungarian matching, :func:`infogan.evaluate.evaluate`).
 Targets (issue 4): median accuracy >= 97 % and minimum >= 95 % over 5 seeds;
 >= 3 iterations/s at batch 64 on the 2-core CPU. The paper preset misses the
 accuracy targets; with both terms on, 5 seeds gave median 98.37 % and minimum
@@ -37,11 +37,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dim.data import load_dataset
-from dim.runs import default_run_dir
-from dim.utils import atomic_write, load_checkpoint
-from infogan import TrainConfig, Trainer, evaluate, make_trainer
-from infogan.trainer import CHECKPOINT_KIND
+from dim.core.checkpoint import atomic_write, load_checkpoint
+from dim.core.data import load_dataset
+from dim.core.runs import default_run_dir
+from infogan import TrainConfig, Trainer, make_trainer
+from infogan.checkpoint import CHECKPOINT_KIND
+from infogan.evaluate import evaluate
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 TARGET_MEDIAN, TARGET_MIN, TARGET_IT_PER_S = 0.97, 0.95, 3.0

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import torch
 
-from dim.mi import AllPairsNegatives, GlobalConcatCritic, GlobalSeparableCritic, MIEstimator, make_bound
+from dim.mi import (
+    AllPairsNegatives,
+    GlobalConcatCritic,
+    GlobalSeparableCritic,
+    MIEstimator,
+    make_bound,
+)
 
 BOUNDS = ["jsd", "infonce", "dv", "nwj"]
 CRITICS = ["separable", "concat"]

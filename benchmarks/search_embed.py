@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.data import find_images
-from dim.features import FeatureExtractor
+from dim.core.data import find_images
+from dim.core.device import select_device
+from dim.core.features import FeatureExtractor
 from dim.models import Encoder, FeatureHead
-from dim.utils import select_device
 from retrieval.embedding import default_num_workers, embed_batch, embed_paths, eval_mode
 from retrieval.models import load_model
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dim.data import find_images
+from dim.core.data import find_images
 from retrieval.embedding import embed_paths
 from retrieval.index import Index
 

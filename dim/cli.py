@@ -1,7 +1,7 @@
 """The ``dim`` command line: Deep InfoMax training, evaluation and embedding export.
 
 Each command is a thin wrapper over the Python API (:func:`dim.train.train`,
-:func:`dim.evaluate.evaluate_checkpoint`, :func:`dim.embed.embed`).
+:func:`dim.core.probes.evaluate_checkpoint`, :func:`dim.embed.embed`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import click
 
 from dim import __version__
 from dim.augment import AUGMENTATIONS
+from dim.config import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig
 from dim.models import ARCHS, FEATURES
 from dim.objective import CRITICS, ESTIMATORS, NEGATIVES, PRIORS
-from dim.train import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig, train
+from dim.train import train
 
 DATA_DIR_HELP = "Root of the named datasets (default $DIM_DATA_DIR, else ./data)."
 

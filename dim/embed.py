@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dim.data import DATASET_NAMES, ImageDataset, load_dataset, load_image_folder
-from dim.evaluate import extract_features
-from dim.models import load_encoder
-from dim.utils import select_device
+from dim.checkpoint import load_encoder
+from dim.core.data import DATASET_NAMES, ImageDataset, load_dataset, load_image_folder
+from dim.core.device import select_device
+from dim.core.probes import extract_features
 
 
 @dataclass

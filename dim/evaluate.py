@@ -1,248 +1,20 @@
-"""Judging learned features: weighted kNN, a linear probe and neighbour grids.
+"""``dim eval``: kNN (and linear-probe) accuracy of a trained DIM encoder on its dataset.
 
-The kNN protocol is that of Wu et al., *Unsupervised Feature Learning via
-Non-Parametric Instance Discrimination* (CVPR 2018), as used by lightly:
-features are L2-normalised, the k = 200 nearest training images by cosine
-similarity vote for their class with weight ``exp(similarity / T)``, T = 0.1,
-and the class with the largest total is the prediction. The nearest neighbour
-search runs in faiss. The neighbour grid reproduces the background notes'
-figures (section 5): each row is a query followed by its 9 nearest neighbours.
+The protocol itself (weighted kNN, the linear probe, the neighbour grid) is
+:mod:`dim.core.probes`, shared with every model family.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torchvision.utils import save_image
-
-from dim.data import load_dataset
-from dim.features import FeatureExtractor
-from dim.grids import neighbour_grid
-from dim.models import extractor_from_checkpoint
-from dim.preprocess import normalize_images
-from dim.utils import load_checkpoint, select_device
-
-
-@torch.inference_mode()
-def extract_features(network: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
-    """Run a feature network over uint8 images in batches.
-
-    Args:
-        network: maps ``(B, C, H, W)`` float images in [-1, 1] to ``(B, F)``
-            (a :class:`dim.features.FeatureExtractor` or a :class:`dim.models.FeatureHead`);
-            used as it is, so put it in eval mode first.
-        images: uint8 ``(N, C, H, W)`` on any device; batches are moved to the network's device.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``(N, F)`` float32 features on the CPU.
-    """
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise ValueError(f"expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-    device = next(network.parameters()).device
-    chunks = [
-        network(normalize_images(images[start : start + batch_size].to(device, non_blocking=True))).float().cpu()
-        for start in range(0, len(images), batch_size)
-    ]
-    return torch.cat(chunks) if chunks else torch.empty(0, 0)
-
-
-def nearest_neighbours(memory: Tensor, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact cosine-similarity search with faiss.
-
-    Args:
-        memory: ``(N, D)`` features to search in.
-        queries: ``(Q, D)`` features to search for.
-        k: neighbours per query (at most N).
-
-    Returns:
-        ``similarities (Q, k)`` (descending) and ``indices (Q, k)`` into ``memory``.
-    """
-    if memory.dim() != 2 or queries.dim() != 2 or memory.shape[1] != queries.shape[1]:
-        raise ValueError(f"memory (N, D) and queries (Q, D) must share D, got {tuple(memory.shape)} and {tuple(queries.shape)}")
-    if not 1 <= k <= len(memory):
-        raise ValueError(f"k must be between 1 and the memory size {len(memory)}, got {k}")
-    memory_np = F.normalize(memory.float(), dim=1).numpy()
-    queries_np = F.normalize(queries.float(), dim=1).numpy()
-    index = faiss.IndexFlatIP(memory_np.shape[1])
-    index.add(memory_np)
-    similarities, indices = index.search(queries_np, k)
-    return torch.from_numpy(similarities), torch.from_numpy(indices).long()
-
-
-@dataclass
-class KNNResult:
-    """Weighted kNN classification of the queries.
-
-    Attributes:
-        top1: accuracy in [0, 1].
-        k: the number of neighbours that voted.
-        predictions: ``(Q,)`` predicted classes.
-        neighbours: ``(Q, k)`` indices of each query's neighbours in the memory, nearest first.
-    """
-
-    top1: float
-    k: int
-    predictions: Tensor
-    neighbours: Tensor
-
-
-def knn_classify(
-    memory: Tensor,
-    memory_labels: Tensor,
-    queries: Tensor,
-    query_labels: Tensor,
-    num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-) -> KNNResult:
-    """Weighted kNN top-1 accuracy (Wu et al., CVPR 2018).
-
-    ``score[q, c] = sum over the k neighbours n of q with label c of exp(cos(q, n) / temperature)``;
-    the prediction is ``argmax_c score[q, c]``. k is capped at the memory size.
-
-    Shapes:
-        memory ``(N, D)``, memory_labels ``(N,)`` in ``[0, num_classes)``,
-        queries ``(Q, D)``, query_labels ``(Q,)``.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    if len(memory_labels) != len(memory) or len(query_labels) != len(queries):
-        raise ValueError("features and labels must have the same number of rows")
-    if memory_labels.min() < 0 or memory_labels.max() >= num_classes:
-        raise ValueError(f"memory labels must lie in [0, {num_classes}); is the dataset labelled?")
-    k = min(k, len(memory))
-    similarities, neighbours = nearest_neighbours(memory, queries, k)  # (Q, k), (Q, k)
-    weights = (similarities / temperature).exp()  # (Q, k)
-    scores = torch.zeros(len(queries), num_classes).scatter_add_(1, memory_labels.cpu()[neighbours], weights)
-    predictions = scores.argmax(dim=1)  # (Q,)
-    top1 = (predictions == query_labels.cpu()).float().mean().item()
-    return KNNResult(top1=top1, k=k, predictions=predictions, neighbours=neighbours)
-
-
-def linear_probe(
-    train_features: Tensor,
-    train_labels: Tensor,
-    test_features: Tensor,
-    test_labels: Tensor,
-    num_classes: int,
-    steps: int = 200,
-    weight_decay: float = 1e-4,
-) -> float:
-    """Top-1 accuracy of a logistic-regression classifier on frozen, standardised features.
-
-    Fitted full-batch with L-BFGS (deterministic, no RNG drawn) on
-    cross-entropy plus ``weight_decay * ||W||^2``. Shapes: features ``(N, D)``,
-    labels ``(N,)``.
-    """
-    mean, std = train_features.mean(dim=0), train_features.std(dim=0).clamp_min(1e-6)
-    train_x, test_x = (train_features - mean) / std, (test_features - mean) / std  # (N, D), (Q, D)
-    classifier = nn.Linear(train_x.shape[1], num_classes)
-    nn.init.zeros_(classifier.weight)
-    nn.init.zeros_(classifier.bias)
-    optimizer = torch.optim.LBFGS(classifier.parameters(), max_iter=steps, history_size=20,
-                                  line_search_fn="strong_wolfe")
-
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(classifier(train_x), train_labels) + weight_decay * classifier.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    with torch.no_grad():
-        return (classifier(test_x).argmax(dim=1) == test_labels).float().mean().item()
-
-
-def save_neighbour_grid(
-    path: str | os.PathLike, queries: Tensor, memory: Tensor, neighbours: Tensor, num_neighbours: int = 9
-) -> None:
-    """Save a PNG whose rows are a query image followed by its nearest neighbours.
-
-    Args:
-        path: the PNG to write.
-        queries: uint8 ``(Q, C, H, W)`` query images, one row each.
-        memory: uint8 ``(N, C, H, W)`` images the neighbours index into.
-        neighbours: ``(Q, >= num_neighbours)`` indices into ``memory``, nearest first.
-        num_neighbours: neighbours shown per row.
-    """
-    rows = torch.cat([queries.cpu()[:, None], memory.cpu()[neighbours[:, :num_neighbours]]], dim=1)  # (Q, 1 + n, C, H, W)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_image(neighbour_grid(rows), str(path))
-
-
-def grid_queries(labels: Tensor, rows: int = 10) -> Tensor:
-    """Indices of the queries a neighbour grid shows: the first image of each class in turn.
-
-    Test splits are often sorted by class, so the first ``rows`` images would all
-    be of one class; cycling through the classes shows as many as there are rows.
-    Unlabelled queries (label -1) are simply taken in order.
-    """
-    labels = labels.cpu()
-    order = torch.argsort(labels, stable=True)  # (Q,) grouped by class, original order within a class
-    grouped = labels[order]
-    rank_in_class = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)  # (Q,) 0, 1, ... per class
-    return order[torch.argsort(rank_in_class, stable=True)][:rows]  # every class's first, then every second...
-
-
-def evaluate(
-    extractor: FeatureExtractor,
-    train_images: Tensor,
-    train_labels: Tensor,
-    test_images: Tensor,
-    test_labels: Tensor,
-    num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
-    linear: bool = False,
-    grid_path: str | os.PathLike | None = None,
-    batch_size: int = 512,
-) -> dict[str, Any]:
-    """kNN (and optionally linear-probe) accuracy of a feature extractor, train split as memory.
-
-    Args:
-        extractor: the features to judge (eval mode).
-        train_images, train_labels: uint8 ``(N, C, H, W)`` memory images and ``(N,)`` labels.
-        test_images, test_labels: uint8 ``(Q, C, H, W)`` query images and ``(Q,)`` labels.
-        num_classes: number of classes.
-        k, temperature: the kNN protocol's parameters.
-        linear: also fit a linear probe on the training features.
-        grid_path: where to save the neighbour grid of 10 queries (``None``: no grid), see :func:`grid_queries`.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``knn_top1``, ``k``, ``temperature``, ``num_train``, ``num_test``,
-        ``linear_top1`` (with ``linear``), and ``images_per_s`` of the feature extraction.
-    """
-    start = time.perf_counter()
-    train_features = extract_features(extractor, train_images, batch_size)  # (N, F)
-    test_features = extract_features(extractor, test_images, batch_size)  # (Q, F)
-    seconds = time.perf_counter() - start
-    result = knn_classify(train_features, train_labels, test_features, test_labels, num_classes, k, temperature)
-    summary: dict[str, Any] = {
-        "knn_top1": result.top1,
-        "k": result.k,
-        "temperature": temperature,
-        "num_train": len(train_images),
-        "num_test": len(test_images),
-        "images_per_s": (len(train_images) + len(test_images)) / max(seconds, 1e-9),
-    }
-    if linear:
-        summary["linear_top1"] = linear_probe(
-            train_features, train_labels.cpu(), test_features, test_labels.cpu(), num_classes
-        )
-    if grid_path is not None:
-        shown = grid_queries(test_labels)
-        save_neighbour_grid(grid_path, test_images[shown], train_images, result.neighbours[shown])
-    return summary
+from dim.checkpoint import CHECKPOINT_KIND, extractor_from_checkpoint
+from dim.core.checkpoint import load_checkpoint
+from dim.core.data import load_dataset
+from dim.core.device import select_device
+from dim.core.probes import evaluate
 
 
 def evaluate_checkpoint(
@@ -261,7 +33,7 @@ def evaluate_checkpoint(
     Args:
         path: a run directory or a ``checkpoint.pt``; the neighbour grid ``knn.png`` is written next to it.
         data_dir: dataset root (default: the one the run was trained with).
-        feature: ``z``, ``fc`` or ``conv`` (see :func:`dim.models.load_encoder`).
+        feature: ``z``, ``fc`` or ``conv`` (see :func:`dim.checkpoint.load_encoder`).
         k, temperature: the kNN protocol's parameters.
         linear: also report a linear probe's top-1.
         device: where to run the encoder.
@@ -274,7 +46,7 @@ def evaluate_checkpoint(
     Raises:
         ValueError: if the checkpoint is not a DIM one or the dataset is unlabelled.
     """
-    checkpoint = load_checkpoint(path, kind="dim")
+    checkpoint = load_checkpoint(path, kind=CHECKPOINT_KIND)
     extractor = extractor_from_checkpoint(checkpoint, feature, source=str(path)).to(select_device(device))
     config = checkpoint["config"]
     dataset, data_dir = config["dataset"], data_dir if data_dir is not None else config["data_dir"]
@@ -289,10 +61,3 @@ def evaluate_checkpoint(
         k, temperature, linear, grid_path=run_dir / "knn.png", batch_size=batch_size,
     )
     return {**summary, "feature": feature, "dataset": dataset, "num_classes": train.num_classes}
-
-
-def subset_indices(size: int, limit: int | None, seed: int = 0) -> Tensor:
-    """A fixed random subset of ``range(size)`` with at most ``limit`` entries (all when ``limit`` is None)."""
-    if limit is None or limit >= size:
-        return torch.arange(size)
-    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:limit].sort().values

@@ -17,15 +17,12 @@ ICLR 2019, Sec. 3 and App. A.2):
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from dim.features import FeatureExtractor
 from dim.mi import reparameterize
-from dim.utils import load_checkpoint
 
 ARCHS = ("dcgan", "resnet18")
 FEATURES = ("z", "fc", "conv")
@@ -158,7 +155,7 @@ class Encoder(nn.Module):
 
     def feature_dim(self, feature: str) -> int:
         """Size of the vectors :meth:`features` returns for ``feature`` (``z``, ``fc`` or ``conv``)."""
-        return {"z": self.z_dim, "fc": self.fc_dim, "conv": self.conv_dim}[_check_feature(feature)]
+        return {"z": self.z_dim, "fc": self.fc_dim, "conv": self.conv_dim}[check_feature(feature)]
 
     def forward(self, images: Tensor) -> Encoding:
         local = self.local(images)  # (B, C_l, h, w)
@@ -179,7 +176,7 @@ class Encoder(nn.Module):
         ``z`` is the code mean (no sampling noise), ``fc`` the fully connected
         features and ``conv`` the flattened last convolutional map.
         """
-        _check_feature(feature)
+        check_feature(feature)
         conv = self.top(self.local(images))
         if feature == "conv":
             return conv.flatten(1).float()
@@ -199,14 +196,14 @@ class Encoder(nn.Module):
         }
 
 
-def _check_feature(feature: str) -> str:
+def check_feature(feature: str) -> str:
     if feature not in FEATURES:
         raise ValueError(f"unknown feature {feature!r}; choose one of {', '.join(FEATURES)}")
     return feature
 
 
 class FeatureHead(nn.Module):
-    """``Encoder.features`` as a module, the network a :class:`dim.features.FeatureExtractor` wraps.
+    """``Encoder.features`` as a module, the network a :class:`dim.core.features.FeatureExtractor` wraps.
 
     On CUDA the forward pass runs under bf16 autocast; the output is float32.
     """
@@ -214,57 +211,9 @@ class FeatureHead(nn.Module):
     def __init__(self, encoder: Encoder, feature: str = "z") -> None:
         super().__init__()
         self.encoder = encoder
-        self.feature = _check_feature(feature)
+        self.feature = check_feature(feature)
 
     def forward(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
             return self.encoder.features(images, self.feature)  # (B, feature_dim)
-
-
-def encoder_from_checkpoint(checkpoint: dict) -> Encoder:
-    """Rebuild the trained encoder stored in a DIM checkpoint dict (see :mod:`dim.train`)."""
-    encoder = Encoder(**checkpoint["encoder_config"])
-    prefix = "encoder."
-    encoder.load_state_dict({k[len(prefix) :]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)})
-    return encoder
-
-
-def extractor_from_checkpoint(checkpoint: dict, feature: str = "z", source: str | None = None) -> FeatureExtractor:
-    """Wrap the encoder of a loaded DIM checkpoint dict as a :class:`FeatureExtractor` (eval mode, CPU)."""
-    _check_feature(feature)
-    encoder = encoder_from_checkpoint(checkpoint).to(memory_format=torch.channels_last)
-    extractor = FeatureExtractor(
-        FeatureHead(encoder, feature),
-        image_size=encoder.image_size,
-        channels=encoder.channels,
-        feature_dim=encoder.feature_dim(feature),
-        name=f"dim:{feature}",
-        source=source,
-    )
-    return extractor.eval()
-
-
-def load_encoder(
-    path: str | os.PathLike, feature: str = "z", device: str | torch.device | None = None
-) -> FeatureExtractor:
-    """Load a trained DIM encoder as a :class:`dim.features.FeatureExtractor` in eval mode.
-
-    Example:
-        >>> encoder = dim.load_encoder("runs/dim-cifar10")
-        >>> batch = torch.stack([encoder.preprocess(Image.open(p)) for p in paths])
-        >>> features = encoder(batch)  # (B, 64)
-
-    Args:
-        path: a run directory or its ``checkpoint.pt``.
-        feature: which features to return: ``z`` (the code mean, default),
-            ``fc`` (fully connected features) or ``conv`` (flattened last conv map).
-        device: where to put the network (default: the CPU).
-
-    Raises:
-        FileNotFoundError: if there is no checkpoint at ``path``.
-        ValueError: if the file is not a DIM checkpoint, or ``feature`` is unknown.
-    """
-    _check_feature(feature)
-    checkpoint = load_checkpoint(path, kind="dim")
-    return extractor_from_checkpoint(checkpoint, feature, source=str(path)).to(device or "cpu")

@@ -13,8 +13,9 @@ import argparse
 import torch
 
 import dim
-from dim.data import load_dataset
-from dim.train import TrainConfig, train
+from dim.config import TrainConfig
+from dim.core.data import load_dataset
+from dim.train import train
 
 
 def main() -> None:

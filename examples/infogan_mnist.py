@@ -11,7 +11,9 @@ import argparse
 
 import torch
 
-from infogan import TrainConfig, evaluate, load_feature_extractor, save_traversal, train
+from infogan import TrainConfig, load_feature_extractor, save_traversal
+from infogan.evaluate import evaluate
+from infogan.train import train
 
 
 def main() -> None:

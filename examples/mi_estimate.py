@@ -13,7 +13,12 @@ import math
 
 import torch
 
-from dim.mi import AllPairsNegatives, GlobalConcatCritic, JensenShannonBound, MIEstimator
+from dim.mi import (
+    AllPairsNegatives,
+    GlobalConcatCritic,
+    JensenShannonBound,
+    MIEstimator,
+)
 
 DIM, RHO = 5, 0.8
 TRUE_MI = -DIM / 2 * math.log(1 - RHO**2)

@@ -6,7 +6,9 @@ comes from the shared module :mod:`dim.mi`.
 
 Python API (the ``infogan`` command is a thin layer over it)::
 
-    from infogan import TrainConfig, train, evaluate, load_feature_extractor
+    from infogan import TrainConfig, load_feature_extractor
+    from infogan.evaluate import evaluate
+    from infogan.train import train
     run_dir = train(TrainConfig(dataset="mnist", data_dir="../shared/datasets", iterations=200))
     print(evaluate(run_dir)["cat_accuracy"])
     features = load_feature_extractor(run_dir)  # D's 1024-d trunk, for dim-search
@@ -16,11 +18,10 @@ from dim import __version__
 from infogan.checkpoint import TrainedRun, load_feature_extractor, load_run
 from infogan.codes import Latent, LatentSpec
 from infogan.config import TrainConfig
-from infogan.evaluation import evaluate
-from infogan.losses import InfoLoss
 from infogan.models import InfoGAN
+from infogan.objective import InfoLoss
 from infogan.sample import save_traversal, traversal_images
-from infogan.trainer import Trainer, TrainingDiverged, TrainResult, make_trainer, train
+from infogan.train import Trainer, TrainingDiverged, TrainResult, make_trainer
 
 __all__ = [
     "InfoGAN",
@@ -33,11 +34,9 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "__version__",
-    "evaluate",
     "load_feature_extractor",
     "load_run",
     "make_trainer",
     "save_traversal",
-    "train",
     "traversal_images",
 ]

@@ -1,6 +1,6 @@
 """Random affine warps of image batches, differentiable, one warp per image.
 
-The invariance term (:class:`infogan.losses.InfoLoss` ``categorical_loss`` on
+The invariance term (:class:`infogan.objective.InfoLoss` ``categorical_loss`` on
 warped fakes, ``TrainConfig.lambda_invariance``) asks Q to read the same
 category from ``random_affine(G(z, c))`` as from ``G(z, c)``. Slant, width and
 position then cannot carry the categorical code, which leaves them to the

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 
-from dim.features import FeatureExtractor
-from dim.utils import load_checkpoint, select_device
+from dim.core.checkpoint import load_checkpoint
+from dim.core.device import select_device
+from dim.core.features import FeatureExtractor
 from infogan.config import TrainConfig
 from infogan.models import FEATURE_DIM, InfoGAN
-from infogan.trainer import CHECKPOINT_KIND
+
+CHECKPOINT_KIND = "infogan"
 
 
 @dataclass
@@ -35,7 +37,7 @@ class TrainedRun:
 
 
 def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedRun:
-    """Load ``checkpoint.pt`` (or a run directory holding one) written by :func:`infogan.trainer.train`.
+    """Load ``checkpoint.pt`` (or a run directory holding one) written by :func:`infogan.train.train`.
 
     Raises:
         FileNotFoundError: if there is no checkpoint at ``path``.
@@ -57,7 +59,7 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tra
 def load_feature_extractor(
     path: str | os.PathLike, trunk: str = "d", device: str | torch.device = "cpu"
 ) -> FeatureExtractor:
-    """D's (or Q's) trunk of a trained run as a :class:`dim.features.FeatureExtractor`, in eval mode.
+    """D's (or Q's) trunk of a trained run as a :class:`dim.core.features.FeatureExtractor`, in eval mode.
 
     The features are the trunk's 1024-d FC activations (after BN and lReLU),
     the layer that D's real/fake head and Q's head both read.

@@ -107,8 +107,8 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
       infogan train mnist --data-dir ../shared/datasets --iterations 200
       infogan train mnist --data-dir ../shared/datasets --lambda-invariance 1 --lambda-iic 1
     """
-    from infogan.trainer import TrainingDiverged
-    from infogan.trainer import train as run_training
+    from infogan.train import TrainingDiverged
+    from infogan.train import train as run_training
 
     if no_categorical and categorical:
         raise click.UsageError("--no-categorical and --categorical exclude each other")
@@ -178,7 +178,7 @@ def evaluate(
     Prints a summary, then, as the last line, one JSON object with cat_accuracy,
     mapping (category -> class index), dataset, iterations and more.
     """
-    from infogan.evaluation import evaluate as run_evaluation
+    from infogan.evaluate import evaluate as run_evaluation
 
     try:
         result = run_evaluation(run_dir, data_dir, split, device, batch_size, confusion_png)

@@ -17,7 +17,7 @@ class TrainConfig:
 
     Args:
         dataset: a dataset name (``mnist``, ``fashion-mnist``, ``cifar10``, ``shapes``, ...)
-            or an image-folder path, as :func:`dim.data.load_dataset` takes it.
+            or an image-folder path, as :func:`dim.core.data.load_dataset` takes it.
         data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
         out: the run directory (default ``runs/infogan-<dataset>-<time>``).
         image_size: side of the training images (default: the dataset's own).

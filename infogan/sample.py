@@ -45,7 +45,9 @@ def save_traversal(
     each row is one noise sample (stepping through c1's categories) and the
     columns sweep the code from ``-value_range`` to ``value_range``.
     """
-    from torchvision.utils import save_image  # here: torchvision adds seconds to every CLI start
+    from torchvision.utils import (
+        save_image,  # here: torchvision adds seconds to every CLI start
+    )
 
     trained = load_run(run, device)
     images = traversal_images(trained.model, vary, value_range, columns, rows, seed)

@@ -12,7 +12,13 @@ Python API (the ``dim-search`` command line mirrors it)::
 from dim import __version__
 from retrieval.ann import choose_index_spec
 from retrieval.grid import result_grid, save_result_grid
-from retrieval.index import AddSummary, Index, ModelMismatchError, Neighbour, QueryResult
+from retrieval.index import (
+    AddSummary,
+    Index,
+    ModelMismatchError,
+    Neighbour,
+    QueryResult,
+)
 from retrieval.models import ModelFingerprint, fingerprint, load_model
 
 __all__ = [

@@ -23,10 +23,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from dim.data import open_image
-from dim.features import FeatureExtractor
+from dim.core.data import open_image
+from dim.core.features import FeatureExtractor
 
-# What decoding a damaged or foreign file may raise: dim.data.UnreadableImageError is a
+# What decoding a damaged or foreign file may raise: dim.core.data.UnreadableImageError is a
 # ValueError; PIL raises OSError subclasses and DecompressionBombError for huge images.
 DECODE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
 

@@ -10,9 +10,9 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import save_image
 
-from dim.data import open_image
-from dim.grids import QUERY_BORDER, neighbour_grid
-from dim.preprocess import image_to_uint8
+from dim.core.data import open_image
+from dim.core.grids import QUERY_BORDER, neighbour_grid
+from dim.core.images import image_to_uint8
 from retrieval.embedding import DECODE_ERRORS
 from retrieval.index import QueryResult
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.data import IMAGE_EXTENSIONS, find_images, open_image
-from dim.features import FeatureExtractor
-from dim.utils import select_device
+from dim.core.data import IMAGE_EXTENSIONS, find_images, open_image
+from dim.core.device import select_device
+from dim.core.features import FeatureExtractor
 from retrieval import ann, store
 from retrieval.embedding import describe_error, embed_batch, embed_paths, eval_mode
 from retrieval.models import ModelFingerprint, fingerprint, load_model
@@ -148,7 +148,7 @@ class Index:
         Args:
             model: a :class:`FeatureExtractor`, or a DIM run directory / checkpoint
                 file (DIM or InfoGAN) to load with :func:`retrieval.models.load_model`.
-            image_dir: folder searched recursively for images (see ``dim.data.find_images``).
+            image_dir: folder searched recursively for images (see ``dim.core.data.find_images``).
             index_dir: where to write the index (created if needed).
             index_type: ``"auto"`` (size rule of :mod:`retrieval.ann`), ``"flat"``, ``"hnsw"`` or ``"ivf"``.
             batch_size: images per forward pass.
@@ -353,7 +353,7 @@ class Index:
             indexed comes back as its own rank-0 hit with score ~1.
 
         Raises:
-            dim.data.UnreadableImageError: if a query file cannot be decoded.
+            dim.core.data.UnreadableImageError: if a query file cannot be decoded.
         """
         if isinstance(queries, (str, os.PathLike, Image.Image)):
             queries = [queries]

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from dim.features import FeatureExtractor
-from dim.utils import checkpoint_file, load_checkpoint, select_device
+from dim.core.checkpoint import checkpoint_file, load_checkpoint
+from dim.core.device import select_device
+from dim.core.features import FeatureExtractor
 
 CHECKPOINT_KINDS = ("dim", "infogan")
 _IDENTITY_FIELDS = ("name", "feature_dim", "image_size", "channels", "weights_sha256")
@@ -117,7 +118,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device | None = "aut
     Args:
         path: a DIM run directory, or a ``checkpoint.pt`` written by ``dim train``
             (the encoder's ``z``) or ``infogan train`` (the discriminator trunk).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`dim.utils.select_device`);
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`dim.core.device.select_device`);
             ``None`` means ``"auto"``.
 
     Returns:

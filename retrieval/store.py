@@ -20,7 +20,7 @@ from typing import Any
 
 import faiss
 
-from dim.utils import atomic_write
+from dim.core.checkpoint import atomic_write
 
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.csv"

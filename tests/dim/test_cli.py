@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dim.cli import main
-from dim.utils import load_checkpoint
+from dim.core.checkpoint import load_checkpoint
 
 TINY = ["--batch-size", "16", "--z-dim", "16", "--device", "cpu"]
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import dim
-from dim.features import FeatureExtractor
+from dim.core.checkpoint import atomic_save
+from dim.core.features import FeatureExtractor
 from dim.mi import LocalSeparableCritic
 from dim.models import Encoder, FeatureHead
 from dim.objective import CrossLocationInfoNCE, DeepInfoMax
-from dim.utils import atomic_save
 
 
 @pytest.mark.parametrize(

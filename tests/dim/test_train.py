@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from dim.augment import augment, random_crop
-from dim.data import make_shapes
+from dim.config import TrainConfig
+from dim.core.checkpoint import load_checkpoint
+from dim.core.data import make_shapes
+from dim.core.images import normalize_images
 from dim.models import Encoder
 from dim.objective import DeepInfoMax
-from dim.preprocess import normalize_images
-from dim.train import TrainConfig, Trainer, epoch_order, train
-from dim.utils import load_checkpoint
+from dim.train import Trainer, epoch_order, train
 
 TINY = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, knn=False, log_every=2, device="cpu")
 

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dim.features import FeatureExtractor
+from dim.core.features import FeatureExtractor
 from infogan import load_feature_extractor
 from infogan.cli import main
 

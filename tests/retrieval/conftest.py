@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dim.features import FeatureExtractor
+from dim.core.features import FeatureExtractor
 
 NUM_GOOD_IMAGES = 30
 BAD_FILES = {"broken/empty.jpg", "broken/notes.jpg", "broken/truncated.jpg"}
@@ -74,7 +74,8 @@ def model() -> FeatureExtractor:
 @pytest.fixture(scope="session")
 def dim_checkpoint(tmp_path_factory) -> Path:
     """A real DIM run trained for one step on generated shapes: the model-loading path users take."""
-    from dim.train import TrainConfig, train
+    from dim.config import TrainConfig
+    from dim.train import train
 
     config = TrainConfig(
         dataset="shapes", out=str(tmp_path_factory.mktemp("dim-run")), epochs=1, max_steps=1, batch_size=8,

@@ -10,12 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dim.data import find_images
+from dim.core.data import find_images
 from retrieval import ModelMismatchError, ann
 from retrieval.embedding import embed_paths
 from retrieval.index import Index
 from retrieval.store import METADATA_FILE, read_metadata
-from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, random_image, tiny_model, write_images
+from tests.retrieval.conftest import (
+    BAD_FILES,
+    NUM_GOOD_IMAGES,
+    random_image,
+    tiny_model,
+    write_images,
+)
 
 
 @pytest.fixture

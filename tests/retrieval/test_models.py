@@ -66,7 +66,8 @@ def test_weights_hash_ignores_mode_and_memory_format() -> None:
 @pytest.mark.slow
 def test_infogan_checkpoint_builds_an_index(tmp_path: Path, image_dir: Path) -> None:
     """InfoGAN's D trunk as the model (slow: one training step writes a ~200 MB checkpoint)."""
-    from infogan import TrainConfig, train
+    from infogan import TrainConfig
+    from infogan.train import train
 
     run_dir = train(
         TrainConfig(dataset="shapes", out=str(tmp_path / "gan"), iterations=1, batch_size=4, device="cpu", log_every=1),

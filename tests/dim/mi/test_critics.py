@@ -4,7 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dim.mi import GlobalConcatCritic, GlobalSeparableCritic, LocalConcatCritic, LocalSeparableCritic
+from dim.mi import (
+    GlobalConcatCritic,
+    GlobalSeparableCritic,
+    LocalConcatCritic,
+    LocalSeparableCritic,
+)
 
 B, DX, DZ, CC, H, W = 5, 6, 3, 4, 2, 3
 

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from dim.mi import AllPairsNegatives, GlobalConcatCritic, MIEstimator, ShuffleNegatives, make_bound
+from dim.mi import (
+    AllPairsNegatives,
+    GlobalConcatCritic,
+    MIEstimator,
+    ShuffleNegatives,
+    make_bound,
+)
 
 RHO = 0.9
 TRUE_MI = -0.5 * math.log(1 - RHO**2)  # 0.830 nats

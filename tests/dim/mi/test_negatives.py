@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from dim.mi import AllPairsNegatives, GlobalConcatCritic, LocalSeparableCritic, ShuffleNegatives, random_derangement
+from dim.mi import (
+    AllPairsNegatives,
+    GlobalConcatCritic,
+    LocalSeparableCritic,
+    ShuffleNegatives,
+    random_derangement,
+)
 
 
 @pytest.mark.parametrize("batch", [2, 3, 7, 64])

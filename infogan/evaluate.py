@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from dim.preprocess import normalize_images
+from dim.core.images import normalize_images
 from infogan.checkpoint import load_run
 from infogan.models import InfoGAN
 
@@ -132,7 +132,9 @@ def evaluate(
     Raises:
         ValueError: if the run has no categorical code or the split has no labels.
     """
-    from dim.data import load_dataset  # imported here: torchvision adds seconds to every CLI start
+    from dim.core.data import (
+        load_dataset,  # imported here: torchvision adds seconds to every CLI start
+    )
 
     trained = load_run(run, device)
     model, config = trained.model, trained.config

@@ -13,7 +13,7 @@ images plus int64 labels) and kept in memory, so no epoch re-decodes a JPEG.
 * ``shapes``: coloured circles, squares and triangles generated from a seed,
   needing no files and no network.
 
-Every image decoded from a file goes through :func:`dim.preprocess.image_to_uint8`,
+Every image decoded from a file goes through :func:`dim.core.images.image_to_uint8`,
 as embedding and search do, so training and inference see the same pixels.
 """
 
@@ -36,8 +36,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.preprocess import image_to_uint8
-from dim.utils import atomic_save
+from dim.core.checkpoint import atomic_save
+from dim.core.images import image_to_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -325,7 +325,9 @@ def _load_named(
 
 def _load_torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor, list[str]]:
     """uint8 ``(N, C, H, W)`` images, int64 labels and class names from torchvision's files."""
-    from torchvision import datasets  # imported here: it adds seconds to every CLI start
+    from torchvision import (
+        datasets,  # imported here: it adds seconds to every CLI start
+    )
 
     train = split == "train"
     try:

@@ -1,7 +1,7 @@
 """Run directories shared by the DIM and InfoGAN trainers: config, metrics, RNG state.
 
 A run directory holds ``config.json`` (what was asked for), ``checkpoint.pt``
-(one plain dict, written atomically by :func:`dim.utils.atomic_save`) and
+(one plain dict, written atomically by :func:`dim.core.checkpoint.atomic_save`) and
 ``metrics.csv`` (one row per logged step or epoch). TensorBoard events are
 written next to them when the optional ``tensorboard`` package is installed.
 """

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from dim.grids import QUERY_BORDER, neighbour_grid
+from dim.core.grids import QUERY_BORDER, neighbour_grid
 
 
 def test_layout_and_query_frame():

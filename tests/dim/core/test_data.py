@@ -1,4 +1,4 @@
-"""Tests for dim.data on tiny generated data (no real datasets, no network)."""
+"""Tests for dim.core.data on tiny generated data (no real datasets, no network)."""
 
 import logging
 import struct
@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import dim.data
-from dim.data import (
+import dim.core.data
+from dim.core.data import (
     DATASET_NAMES,
     ImageDataset,
     UnreadableImageError,
@@ -21,7 +21,7 @@ from dim.data import (
     open_image,
     resolve_data_dir,
 )
-from dim.preprocess import image_to_uint8
+from dim.core.images import image_to_uint8
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def test_unreadable_files_are_skipped_and_reported(tmp_path, caplog):
     Image.fromarray(whole).save(tmp_path / "whole.jpg")
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "whole.jpg").read_bytes()[:600])
     (tmp_path / "link.png").symlink_to(tmp_path / "gone.png")  # a broken link is skipped too
-    with caplog.at_level(logging.WARNING, logger="dim.data"):
+    with caplog.at_level(logging.WARNING, logger="dim.core.data"):
         dataset = load_image_folder(tmp_path, progress=False)
     assert dataset.paths == ["good.jpg", "whole.jpg"]
     reasons = dict(dataset.skipped)
@@ -220,10 +220,10 @@ def test_second_load_uses_the_cache(tmp_path, monkeypatch):
     def fail(path):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(dim.data, "open_image", fail)
+    monkeypatch.setattr(dim.core.data, "open_image", fail)
     second = load_image_folder(tmp_path / "imgs", image_size=8, progress=False)
     assert torch.equal(first.images, second.images) and first.paths == second.paths
-    monkeypatch.setattr(dim.data, "open_image", open_image)
+    monkeypatch.setattr(dim.core.data, "open_image", open_image)
 
     cache_files[0].write_bytes(b"corrupt")  # a broken cache is ignored and rebuilt
     third = load_image_folder(tmp_path / "imgs", image_size=8, progress=False)

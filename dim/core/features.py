@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from dim.preprocess import image_to_uint8, normalize_images
+from dim.core.images import image_to_uint8, normalize_images
 
 
 class FeatureExtractor(nn.Module):

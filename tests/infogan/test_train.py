@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 
 import pytest
 import torch
 
-import infogan.trainer
-from dim.utils import load_checkpoint
+from dim.core.checkpoint import load_checkpoint
 from infogan.checkpoint import load_run
-from infogan.trainer import Trainer, TrainingDiverged, train
+from infogan.train import Trainer, TrainingDiverged, train
 
 
 def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, grey_images, make_config):
@@ -55,7 +55,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, grey_im
         loss = fake_logits.mean() * 0 + 1
         return loss * math.nan if len(calls) >= 3 else loss
 
-    monkeypatch.setattr(infogan.trainer, "generator_loss", poisoned)
+    monkeypatch.setattr(sys.modules["infogan.train"], "generator_loss", poisoned)
     trainer = Trainer(make_config(iterations=10), grey_images, tmp_path)
     with pytest.raises(TrainingDiverged, match=r"diverged by step 3: g_loss=nan.*checkpoint \(step 2\)"):
         trainer.fit(progress=False)

@@ -9,8 +9,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from dim.config import TrainConfig
 from dim.mi.gather import all_gather_with_local_grad
-from dim.train import TrainConfig, train
+from dim.train import train
 
 WORLD_SIZE = 2
 

@@ -9,7 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from infogan.evaluation import confusion_matrix, evaluate, match_categories, save_confusion_png
+from infogan.evaluate import (
+    confusion_matrix,
+    evaluate,
+    match_categories,
+    save_confusion_png,
+)
 
 
 def test_confusion_matrix_counts_label_rows_and_category_columns():

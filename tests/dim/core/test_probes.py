@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dim.evaluate import (
+from dim.core.probes import (
     grid_queries,
     knn_classify,
     linear_probe,

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from dim.mi import PairedCategoricalMI
 from infogan.augment import random_affine
 from infogan.codes import LatentSpec, QParams
-from infogan.losses import InfoLoss, discriminator_loss, generator_loss
-from infogan.trainer import Trainer
+from infogan.objective import InfoLoss, discriminator_loss, generator_loss
+from infogan.train import Trainer
 
 
 def test_categorical_mi_is_ln10_minus_cross_entropy():

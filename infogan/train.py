@@ -44,18 +44,23 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from dim.core.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
+from dim.core.device import seed_everything, select_device
+from dim.core.images import normalize_images
+from dim.core.runs import (
+    MetricsLog,
+    default_run_dir,
+    rng_state,
+    set_rng_state,
+    write_config,
+)
 from dim.mi import PairedCategoricalMI
-from dim.preprocess import normalize_images
-from dim.runs import MetricsLog, default_run_dir, rng_state, set_rng_state, write_config
-from dim.utils import atomic_save, load_checkpoint, seed_everything, select_device
 from infogan.augment import random_affine
+from infogan.checkpoint import CHECKPOINT_KIND
 from infogan.codes import Latent
 from infogan.config import TrainConfig
-from infogan.losses import InfoLoss, InfoOutput, discriminator_loss, generator_loss
 from infogan.models import InfoGAN
-
-CHECKPOINT_KIND = "infogan"
-CHECKPOINT_FORMAT = 1
+from infogan.objective import InfoLoss, InfoOutput, discriminator_loss, generator_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -356,7 +361,9 @@ class Trainer:
 
     def save_samples(self, path: Path) -> None:
         """Save G's images of the fixed latent grid (one row per value of c1) as a PNG."""
-        from torchvision.utils import save_image  # here: torchvision adds seconds to every CLI start
+        from torchvision.utils import (
+            save_image,  # here: torchvision adds seconds to every CLI start
+        )
 
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(self.model.generate(self.fixed_latent).add(1).div(2), path, nrow=10, padding=2)
@@ -409,7 +416,9 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
         ValueError: if ``config.out`` already holds a run and ``resume`` is not set,
             or ``resume`` is set without a run to resume.
     """
-    from dim.data import load_dataset  # imported here: torchvision adds seconds to every CLI start
+    from dim.core.data import (
+        load_dataset,  # imported here: torchvision adds seconds to every CLI start
+    )
 
     checkpoint = None
     if resume:

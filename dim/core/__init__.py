@@ -1,0 +1,16 @@
+"""The toolkit core: what DIM, InfoGAN and search all stand on, and that knows none of them.
+
+Modules (import them directly; this package imports nothing on its own):
+
+* :mod:`dim.core.images`: PIL image -> the model's uint8 grid, and uint8 -> [-1, 1];
+* :mod:`dim.core.data`: named datasets, image folders, the decoded-image cache;
+* :mod:`dim.core.device`: device choice (CUDA, then MPS, then CPU) and seeding;
+* :mod:`dim.core.runs`: run directories, ``config.json``, RNG state, the result of a training call;
+* :mod:`dim.core.checkpoint`: the one checkpoint layout, written atomically and loaded weights-only;
+* :mod:`dim.core.registry`: which loader turns a checkpoint of each kind into features;
+* :mod:`dim.core.metrics`: ``metrics.csv`` (+ TensorBoard, + ``curves.png``) and on-device metric windows;
+* :mod:`dim.core.features`: :class:`~dim.core.features.FeatureExtractor`, the interface of every trained model;
+* :mod:`dim.core.probes`: weighted kNN, the linear probe and neighbour grids of any feature extractor;
+* :mod:`dim.core.distributed`: data-parallel helpers under ``torchrun``;
+* :mod:`dim.core.grids`: query-and-neighbours pictures.
+"""
