@@ -6,7 +6,7 @@ deep representations by mutual information estimation and maximization*,
 ICLR 2019, Sec. 3 and App. A.2):
 
 * ``local``: the intermediate feature map C(x) whose positions the local MI
-  term scores against the code (the background notes, section 4);
+  term scores against the code (Hjelm et al., Sec. 3.2; see docs/dim.md);
 * ``conv``: the last convolutional map, the high-level features the global MI
   term scores against the code;
 * ``fc``: the fully connected features before the code;

@@ -1,4 +1,4 @@
-"""Result grids: one row per query, the query image then its neighbours (the background notes' kNN figures)."""
+"""Result grids: one row per query, the query image then its neighbours."""
 
 from __future__ import annotations
 

@@ -208,7 +208,7 @@ def make_shapes(
     its own random position in the cell, size and bright colour. The class is
     the one factor that every part of an image shares, while colour, position
     and size vary from shape to shape: what DIM's local MI term rewards a code
-    for capturing (the background notes, section 4). With one or a few shapes
+    for capturing (Hjelm et al., ICLR 2019, Sec. 3.2). With one or a few shapes
     per image the code learns colour and position instead, and one epoch scores
     near chance. Fully determined by ``seed``.
 

@@ -1,4 +1,4 @@
-"""Query-and-neighbours pictures (the background notes' kNN figures), shared by eval and search."""
+"""Query-and-neighbours pictures (a query, then its nearest neighbours), shared by eval and search."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ Non-Parametric Instance Discrimination* (CVPR 2018), as used by lightly:
 features are L2-normalised, the k = 200 nearest training images by cosine
 similarity vote for their class with weight ``exp(similarity / T)``, T = 0.1,
 and the class with the largest total is the prediction. The nearest neighbour
-search runs in faiss. The neighbour grid reproduces the background notes'
-figures (section 5): each row is a query followed by its 9 nearest neighbours.
+search runs in faiss. The neighbour grid shows, in each row, a query followed
+by its 9 nearest neighbours (see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -207,10 +207,13 @@ def evaluate(
 
     Args:
         extractor: the features to judge (eval mode).
-        train_images, train_labels: uint8 ``(N, C, H, W)`` memory images and ``(N,)`` labels.
-        test_images, test_labels: uint8 ``(Q, C, H, W)`` query images and ``(Q,)`` labels.
+        train_images: uint8 ``(N, C, H, W)`` memory images.
+        train_labels: ``(N,)`` labels of the memory images.
+        test_images: uint8 ``(Q, C, H, W)`` query images.
+        test_labels: ``(Q,)`` labels of the query images.
         num_classes: number of classes.
-        k, temperature: the kNN protocol's parameters.
+        k: neighbours that vote (200 in the protocol).
+        temperature: T of the vote weight ``exp(cos / T)`` (0.1 in the protocol).
         linear: also fit a linear probe on the training features.
         grid_path: where to save the neighbour grid of 10 queries (``None``: no grid), see :func:`grid_queries`.
         batch_size: images per forward pass.

@@ -29,7 +29,7 @@ def random_derangement(batch_size: int, device: torch.device | str | None = None
 
 
 class ShuffleNegatives(nn.Module):
-    """In-batch shuffle (the background notes, after Su Jianlin's derivation).
+    """In-batch shuffle (Su Jianlin, "深度学习的互信息：无监督提取特征", kexue.fm/archives/6024, 2018).
 
     The positive of row i is ``T(x_i, z_i)``; each of its K negatives is
     ``T(x_{perm(i)}, z_i)`` for a fresh random derangement perm: the same code

@@ -1,4 +1,4 @@
-"""The prior term of DIM's objective in closed form (the background notes, section 2).
+"""The prior term of DIM's objective in closed form (see docs/mi.md, "The Gaussian prior term").
 
 Instead of matching p(z) to N(0, I) with a discriminator, the encoder outputs a
 Gaussian N(mu(x), diag(sigma(x)^2)); the code is sampled with the

@@ -1,4 +1,4 @@
-"""Jensen-Shannon MI bound, the objective of the background notes and of DIM.
+"""Jensen-Shannon MI bound, the objective of DIM (see docs/mi.md).
 
 Hjelm et al., *Learning deep representations by mutual information estimation
 and maximization*, ICLR 2019, eq. 4; Nowozin et al., *f-GAN*, NeurIPS 2016.
