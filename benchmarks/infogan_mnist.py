@@ -10,10 +10,9 @@ Usage:
 Each seed trains the preset (62 noise variables, a 10-way c1, two continuous
 codes; Adam 2e-4 / 1e-3, beta1 0.5) into ``--out/seed<N>`` and scores c1 on the
 10,000 test images (Hungarian matching, :func:`infogan.evaluate.evaluate`).
-Targets (issue 4): median accuracy >= 97 % and minimum >= 95 % over 5 seeds;
->= 3 iterations/s at batch 64 on the 2-core CPU. The paper preset misses the
-accuracy targets; with both terms on, 5 seeds gave median 98.37 % and minimum
-97.56 % at 4.44 it/s (``benchmarks/RESULTS.md``).
+Targets: median c1 accuracy >= 97 % and minimum >= 95 % over 5 seeds, and
+>= 3 iterations/s at batch 64 on the 2-core CPU. Which objectives meet them,
+with the measured figures, is in ``benchmarks/RESULTS.md``.
 
 On a busy machine torch's OpenMP threads spin-wait for each other and the
 step can run several times slower with 2 threads than with 1: use ``--threads 1``

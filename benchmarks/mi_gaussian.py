@@ -6,7 +6,7 @@ The true MI steps up through 2, 4, 6, 8, 10 nats while one critic per
 the per-batch estimates over the last quarter of that level's steps.
 
     python benchmarks/mi_gaussian.py               # full staircase, table + plot
-    python benchmarks/mi_gaussian.py --quick --json  # levels 2 and 4, under a minute
+    python benchmarks/mi_gaussian.py --quick --json  # levels 2 and 4 only, a quick check
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dim.mi import (
 
 BOUNDS = ["jsd", "infonce", "dv", "nwj"]
 CRITICS = ["separable", "concat"]
-# Targets of the foundation issue: (bound, true MI) -> allowed absolute error in nats.
+# Targets: (bound, true MI) -> allowed absolute error of the estimate in nats.
 TOLERANCE = {("jsd", 2): 0.3, ("jsd", 4): 0.3, ("infonce", 2): 0.3}
 TOLERANCE.update({(b, mi): 0.5 for b in ("dv", "nwj") for mi in (2, 4, 6)})
 

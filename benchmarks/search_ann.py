@@ -10,7 +10,7 @@ equally far from every other):
   recall@10 against exact search on held-out queries, QPS and speed-up, plus
   a sweep of neighbouring parameter values.
 
-Targets (issue 5, on 2 CPU cores, N = 1M, D = 128): exact >= 400 QPS; HNSW or
+Targets (on 2 CPU cores, N = 1M, D = 128): exact >= 400 QPS; HNSW or
 IVF recall@10 >= 0.95 at >= 5x the exact QPS.
 
 Usage:

@@ -11,7 +11,7 @@ decoding cost from network cost. The speed does not depend on training, so
 without ``--model`` a freshly initialised default DIM encoder (DCGAN-style,
 32x32 RGB, z = 64) is used.
 
-Target (issue 5): >= 2,000 images/s for 32x32 images on the 2-core CPU.
+Target: >= 2,000 images/s for 32x32 images on the 2-core CPU.
 
 Usage:
     python benchmarks/search_embed.py --device cpu
