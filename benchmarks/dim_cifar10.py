@@ -39,7 +39,7 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 5) -> float:
 def training_flops_per_image(config: TrainConfig, channels: int = 3, image_size: int = 32) -> float:
     """FLOPs of one forward + backward pass of the objective, per image."""
     encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
-    model = DeepInfoMax(encoder, config.estimator, config.negatives, config.critic, config.prior,
+    model = DeepInfoMax(encoder, config.bound, config.negatives, config.critic, config.prior,
                         config.alpha, config.beta, config.gamma, config.critic_hidden)
     images = torch.randn(config.batch_size, channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
+from types import SimpleNamespace
 
 import click
 
@@ -16,10 +18,18 @@ from dim import __version__
 from dim.augment import AUGMENTATIONS
 from dim.config import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig
 from dim.models import ARCHS, FEATURES
-from dim.objective import CRITICS, ESTIMATORS, NEGATIVES, PRIORS
+from dim.objective import BOUNDS, CRITICS, NEGATIVES, PRIORS, VIEWS
 from dim.train import train
 
 DATA_DIR_HELP = "Root of the named datasets (default $DIM_DATA_DIR, else ./data)."
+
+# `dim train`'s defaults, read off the dataclass; None: the preset's value (see preset_hint).
+_DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
+
+
+def preset_hint(name: str) -> str:
+    """What each preset sets ``name`` to, for a help text: ``[preset: default: jsd, fast: infonce]``."""
+    return "[preset: " + ", ".join(f"{preset}: {values[name]}" for preset, values in PRESETS.items()) + "]"
 
 
 @contextmanager
@@ -45,42 +55,49 @@ def main() -> None:
 @click.argument("dataset")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/dim-DATASET-TIME).")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
-              help="default: the background notes' JSD objective; fast: local infoNCE across locations, "
-                   "separable critics, flip+crop, batch 128, cosine learning rate (more accuracy per CPU-minute).")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps in total.")
-@click.option("--time-limit", type=float, help="Stop after this many minutes of training.")
-@click.option("--batch-size", type=int, help="Images per step and process [preset: 64 / 128].")
-@click.option("--lr", type=float, help="Adam learning rate [preset: 1e-3].")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=_DEFAULTS.preset, show_default=True,
+              help="Fills in the options marked [preset: ...] that are not given. default: the setting of "
+                   "Su Jianlin's 2018 derivation of DIM (kexue.fm/archives/6024); fast: the DIM paper's "
+                   "(Hjelm et al., ICLR 2019) local infoNCE across locations with augmentation, tuned for "
+                   "accuracy per CPU-minute (measurements: benchmarks/RESULTS.md).")
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True)
+@click.option("--max-steps", type=int, default=_DEFAULTS.max_steps,
+              help="Stop after this many optimiser steps in total.")
+@click.option("--time-limit", type=float, default=_DEFAULTS.time_limit,
+              help="Stop after this many minutes of training.")
+@click.option("--batch-size", type=int, help=f"Images per step and process {preset_hint('batch_size')}.")
+@click.option("--lr", type=float, help=f"Adam learning rate {preset_hint('lr')}.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES),
               help="constant, or cosine decay to zero over the epochs / --max-steps / --time-limit budget, "
-                   "whichever runs out first [preset: constant / cosine].")
-@click.option("--estimator", type=click.Choice(ESTIMATORS), help="MI bound [preset: jsd / infonce].")
+                   f"whichever runs out first {preset_hint('lr_schedule')}.")
+@click.option("--bound", type=click.Choice(BOUNDS), help=f"MI bound of both terms {preset_hint('bound')}.")
 @click.option("--negatives", type=click.Choice(NEGATIVES),
               help="shuffle: one shuffled negative; all: all in-batch pairs; locations: all pairs and, for the "
-                   "local term, every position of every other image (infonce) [preset: shuffle / locations].")
-@click.option("--critic", type=click.Choice(CRITICS), help="Critic form [preset: concat / separable].")
-@click.option("--prior", type=click.Choice(PRIORS), default="kl", show_default=True,
+                   f"local term, every position of every other image (infonce) {preset_hint('negatives')}.")
+@click.option("--critic", type=click.Choice(CRITICS), help=f"Critic form {preset_hint('critic')}.")
+@click.option("--prior", type=click.Choice(PRIORS), default=_DEFAULTS.prior, show_default=True,
               help="kl: Gaussian code with closed-form KL to N(0, I); adversarial: discriminator; none.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Weight of the global MI term.")
-@click.option("--beta", type=float, default=1.5, show_default=True, help="Weight of the local MI term.")
-@click.option("--gamma", type=float, default=0.01, show_default=True, help="Weight of the prior term.")
-@click.option("--arch", type=click.Choice(ARCHS), default="dcgan", show_default=True, help="Encoder.")
-@click.option("--z-dim", type=int, default=64, show_default=True, help="Size of the code z.")
-@click.option("--augment", type=click.Choice(AUGMENTATIONS), help="Augmentation [preset: none / flip-crop].")
-@click.option("--views", type=click.IntRange(1, 2),
+@click.option("--alpha", type=float, default=_DEFAULTS.alpha, show_default=True, help="Weight of the global MI term.")
+@click.option("--beta", type=float, default=_DEFAULTS.beta, show_default=True, help="Weight of the local MI term.")
+@click.option("--gamma", type=float, default=_DEFAULTS.gamma, show_default=True, help="Weight of the prior term.")
+@click.option("--arch", type=click.Choice(ARCHS), default=_DEFAULTS.arch, show_default=True, help="Encoder.")
+@click.option("--z-dim", type=int, default=_DEFAULTS.z_dim, show_default=True, help="Size of the code z.")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), help=f"Augmentation {preset_hint('augment')}.")
+@click.option("--views", type=click.IntRange(min(VIEWS), max(VIEWS)),
               help="2: two augmented views per image, each view's features scored against the other view's code "
-                   "(needs --augment) [preset: 1].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--num-workers", type=int, default=0, show_default=True,
-              help="CPU threads for torch (0: torch's default); data is kept in memory, no loader workers.")
-@click.option("--knn/--no-knn", default=True, show_default=True,
+                   f"(needs --augment) {preset_hint('views')}.")
+@click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=_DEFAULTS.threads, show_default=True,
+              help="CPU threads torch may use (0: torch's default); the data is kept in memory, so there are "
+                   "no loader processes.")
+@click.option("--knn/--no-knn", default=_DEFAULTS.knn, show_default=True,
               help="kNN top-1 on the test split after each epoch (a subset) and at the end (all of it).")
-@click.option("--compile", "compile_", is_flag=True, help="Run the training step through torch.compile.")
+@click.option("--compile", "compile_", is_flag=True, default=_DEFAULTS.compile,
+              help="Run the training step through torch.compile.")
 @click.option("--resume", is_flag=True,
-              help=f"Continue the run in --out from its checkpoint (only {', '.join(RESUMABLE)} may change).")
+              help="Continue the run in --out from its checkpoint (only "
+                   f"{', '.join('--' + name.replace('_', '-') for name in RESUMABLE)} may change).")
 def train_command(compile_: bool, resume: bool, **options) -> None:
     """Train a DIM encoder on DATASET: a name (cifar10, cifar100, stl10, svhn,
     mnist, fashion-mnist, shapes) or an image folder.

@@ -1,4 +1,9 @@
-"""The settings of a DIM run, its presets, and the valid values of each choice."""
+"""The settings of a DIM run and its presets.
+
+The valid values of the objective's choices live in :mod:`dim.objective`, of
+the encoder's in :mod:`dim.models`, of the augmentation's in :mod:`dim.augment`;
+:meth:`TrainConfig.resolved` checks a configuration against them.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,25 @@ from typing import Any
 
 from dim.augment import AUGMENTATIONS
 from dim.models import ARCHS
-from dim.objective import CRITICS, ESTIMATORS, NEGATIVES, PRIORS
+from dim.objective import VIEWS, check_choice, check_objective
 
 # Settings a preset fills in when they are not given explicitly.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The background notes' objective: JSD, one shuffled negative, concat critics, no augmentation.
-    "default": {"estimator": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
+    # The setting of Su Jianlin's 2018 derivation of DIM ("深度学习的互信息：无监督提取特征",
+    # kexue.fm/archives/6024): JSD, one shuffled negative, concat critics, no augmentation.
+    "default": {"bound": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
                 "lr_schedule": "constant", "augment": "none", "views": 1},
-    # Most accuracy per CPU-minute: the DIM paper's local infoNCE against every position of every
-    # other image, separable critics (all scores in one matrix product), flip + crop augmentation, and a
-    # learning rate that decays to zero over the run's budget.
-    "fast": {"estimator": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
+    # The most accuracy per CPU-minute of the settings measured in benchmarks/RESULTS.md: the DIM paper's
+    # (Hjelm et al., ICLR 2019) local infoNCE against every position of every other image, separable
+    # critics (all scores in one matrix product), flip + crop augmentation, and a learning rate that
+    # decays to zero over the run's budget.
+    "fast": {"bound": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
              "lr_schedule": "cosine", "augment": "flip-crop", "views": 1},
 }
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "num_workers")
+RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "threads")
+
 
 @dataclass
 class TrainConfig:
@@ -35,37 +43,39 @@ class TrainConfig:
         dataset: a dataset name (``cifar10``, ``shapes``, ...) or an image folder.
         data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
         out: run directory (default ``runs/dim-<dataset>-<time>``).
-        preset: ``default`` (the background notes' setting) or ``fast``.
+        preset: a key of :data:`PRESETS`: ``default`` (the setting of Su Jianlin's
+            2018 derivation, kexue.fm/archives/6024) or ``fast``.
         epochs: passes over the training split.
         max_steps: stop after this many optimiser steps in total (``None``: no limit).
         time_limit: stop after this many minutes of training in this session
             (``None``: no limit); evaluation time does not count.
         batch_size: images per step and process.
         lr: Adam's (peak) learning rate.
-        lr_schedule: ``constant``, or ``cosine``: ``lr * (1 + cos(pi * p)) / 2`` at
-            progress ``p`` in [0, 1], the largest used-up fraction of the run's
-            budgets (epochs, ``max_steps``, ``time_limit``), so the rate reaches
-            zero when the first budget runs out. Time counts this session only
+        lr_schedule: one of :data:`LR_SCHEDULES`: ``constant``, or ``cosine``:
+            ``lr * (1 + cos(pi * p)) / 2`` at progress ``p`` in [0, 1], the largest
+            used-up fraction of the run's budgets (epochs, ``max_steps``,
+            ``time_limit``), so the rate reaches zero when the first budget runs out. Time counts this session only
             (as ``time_limit`` does), so resuming a timed run restarts its time share.
-        estimator: MI bound, ``jsd``, ``infonce``, ``dv`` or ``nwj``.
-        negatives: ``shuffle``, ``all`` or ``locations`` (see :class:`dim.objective.DeepInfoMax`).
-        critic: ``concat`` or ``separable``.
-        augment: ``none``, ``flip-crop`` or ``flip-crop-jitter``.
-        views: 1, or 2: two augmented views of each image, each view's features
-            scored against the other's code (see :class:`dim.objective.DeepInfoMax`);
-            a step then encodes twice as many images.
-        prior: ``kl``, ``adversarial`` or ``none``.
+        bound: the MI bound of both terms, one of :data:`dim.objective.BOUNDS`.
+        negatives: one of :data:`dim.objective.NEGATIVES` (see :class:`dim.objective.DeepInfoMax`).
+        critic: the critic form, one of :data:`dim.objective.CRITICS`.
+        augment: one of :data:`dim.augment.AUGMENTATIONS`.
+        views: one of :data:`dim.objective.VIEWS`: 1, or 2: two augmented views of
+            each image, each view's features scored against the other's code
+            (see :class:`dim.objective.DeepInfoMax`); a step then encodes twice
+            as many images.
+        prior: one of :data:`dim.objective.PRIORS`.
         alpha, beta, gamma: weights of the global MI, local MI and prior terms
-            (the background notes' 0.5, 1.5, 0.01 by default).
-        arch: encoder, ``dcgan`` or ``resnet18``.
+            (by default those of Su Jianlin's derivation).
+        arch: encoder, one of :data:`dim.models.ARCHS`.
         z_dim: size of the code.
         critic_hidden: hidden width of the critics. The DIM paper uses 512; 256
             keeps a step of the default objective at about 200 MFLOP per image
             (the local concat critic at 512 alone costs as much as the encoder).
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.
-        num_workers: CPU threads torch may use (0: torch's default). The data
-            lives in memory, so no loader processes are needed.
+        threads: CPU threads torch may use (0: torch's default). The data
+            lives in memory, so there are no loader processes.
         knn: report kNN top-1 after each epoch and at the end (labelled data only).
         knn_k, knn_temperature: the kNN protocol (k = 200, T = 0.1).
         knn_memory, knn_queries: sizes of the fixed training / test subsets of
@@ -84,7 +94,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     lr_schedule: str | None = None
-    estimator: str | None = None
+    bound: str | None = None
     negatives: str | None = None
     critic: str | None = None
     augment: str | None = None
@@ -98,7 +108,7 @@ class TrainConfig:
     critic_hidden: int = 256
     device: str = "auto"
     seed: int = 0
-    num_workers: int = 0
+    threads: int = 0
     knn: bool = True
     knn_k: int = 200
     knn_temperature: float = 0.1
@@ -113,13 +123,11 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         filled = {name: value for name, value in PRESETS[self.preset].items() if getattr(self, name) is None}
         config = dataclasses.replace(self, **filled)
-        for name, choices in [("estimator", ESTIMATORS), ("negatives", NEGATIVES), ("critic", CRITICS),
-                              ("prior", PRIORS), ("arch", ARCHS), ("augment", AUGMENTATIONS),
-                              ("lr_schedule", LR_SCHEDULES)]:
-            if getattr(config, name) not in choices:
-                raise ValueError(f"unknown {name} {getattr(config, name)!r}; choose one of {', '.join(choices)}")
-        if config.views not in (1, 2):
-            raise ValueError(f"views must be 1 or 2, got {config.views}")
+        check_objective(config.bound, config.negatives, config.critic, config.prior,
+                        config.alpha, config.beta, config.gamma)
+        for name, choices in [("arch", ARCHS), ("augment", AUGMENTATIONS), ("lr_schedule", LR_SCHEDULES),
+                              ("views", VIEWS)]:
+            check_choice(name, getattr(config, name), choices)
         if config.views == 2 and config.augment == "none":
             raise ValueError("two views of an image are identical without augmentation: set augment (--augment)")
         if config.epochs < 1:
@@ -128,6 +136,8 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
         if config.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (negatives come from the batch), got {config.batch_size}")
+        if config.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: torch's default), got {config.threads}")
         if config.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {config.log_every}")
         return config

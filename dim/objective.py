@@ -1,19 +1,18 @@
 """The Deep InfoMax objective: alpha * global MI + beta * local MI + gamma * prior.
 
-The background notes (section 3) write it as
+Hjelm et al., *Learning deep representations by mutual information
+estimation and maximization*, ICLR 2019, eq. 8:
 
-    min  -alpha * I_global(x, z)  -  beta * mean_ij I_local(C_ij(x), z)  +  gamma * prior(z),
+    min  -alpha * I_global(x, z)  -  beta * mean_ij I_local(C_ij(x), z)  +  gamma * prior(z).
 
-after Hjelm et al., *Learning deep representations by mutual information
-estimation and maximization*, ICLR 2019, eq. 8. Each MI term is an
-:class:`dim.mi.MIEstimator` (critic + negative sampler + bound) from the shared
-MI module:
+Each MI term is an :class:`dim.mi.MIEstimator` (critic + negative sampler +
+bound) from the shared MI module (``docs/mi.md``):
 
 * global: the flattened last convolutional map against the code z. DIM's
   global discriminator encodes C(x) with a further convolution and flattens
   it; the encoder's last convolution already does exactly that, so its output
-  is reused (the background notes: "concatenating x and z and compressing
-  again amounts to sharing the encoder").
+  is reused: concatenating x and z and compressing again amounts to sharing
+  the encoder (``docs/dim.md``).
 * local: every position C_ij of the intermediate map C(x) against z.
 
 Negatives ``"locations"`` is the DIM paper's local infoNCE: each position of an
@@ -21,6 +20,11 @@ image is classified against *every position of every other image* in the batch,
 ``(B - 1) * H * W`` negatives per positive. The log-sum-exp over those
 negatives is the same for all positions of a row, so it is computed once per
 row (:class:`CrossLocationInfoNCE`), not once per position.
+
+The valid values of each choice (:data:`BOUNDS`, :data:`NEGATIVES`,
+:data:`CRITICS`, :data:`PRIORS`, :data:`VIEWS`) are defined here, from the MI
+module's registries where it has one, and checked by :func:`check_objective`,
+which both :meth:`dim.config.TrainConfig.resolved` and :class:`DeepInfoMax` call.
 """
 
 from __future__ import annotations
@@ -33,24 +37,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dim.mi import BOUNDS as MI_BOUNDS
+from dim.mi import CRITICS as MI_CRITICS
+from dim.mi import NEGATIVES as MI_NEGATIVES
 from dim.mi import (
     AllPairsNegatives,
     BoundOutput,
-    GlobalConcatCritic,
-    GlobalSeparableCritic,
-    LocalConcatCritic,
-    LocalSeparableCritic,
     MIEstimator,
     gaussian_kl,
     make_bound,
+    make_critic,
     make_negatives,
 )
 from dim.models import Encoder, Encoding
 
-ESTIMATORS = ("jsd", "infonce", "dv", "nwj")
-NEGATIVES = ("shuffle", "all", "locations")
-CRITICS = ("concat", "separable")
-PRIORS = ("kl", "adversarial", "none")
+# The valid values of DIM's choices: the MI module's registries, plus DIM's own.
+BOUNDS: tuple[str, ...] = tuple(MI_BOUNDS)
+NEGATIVES: tuple[str, ...] = (*MI_NEGATIVES, "locations")  # + the cross-location infoNCE below
+CRITICS: tuple[str, ...] = tuple(MI_CRITICS)
+PRIORS: tuple[str, ...] = ("kl", "adversarial", "none")
+VIEWS: tuple[int, ...] = (1, 2)
 
 Gather = Callable[[Tensor], Tensor]
 
@@ -129,6 +135,33 @@ class DIMOutput(NamedTuple):
     prior: Tensor
 
 
+def check_choice(name: str, value: object, choices: tuple) -> None:
+    """Raise a ``ValueError`` naming the valid choices when ``value`` is not one of them."""
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def check_objective(
+    bound: str, negatives: str, critic: str, prior: str, alpha: float, beta: float, gamma: float
+) -> None:
+    """Check the settings of the DIM objective, alone and together (``ValueError`` if wrong)."""
+    for name, value, choices in [
+        ("bound", bound, BOUNDS),
+        ("negatives", negatives, NEGATIVES),
+        ("critic", critic, CRITICS),
+        ("prior", prior, PRIORS),
+    ]:
+        check_choice(name, value, choices)
+    if negatives == "locations" and bound != "infonce":
+        raise ValueError("negatives 'locations' is the cross-location infoNCE; use it with --bound infonce")
+    if bound == "infonce" and negatives == "shuffle":
+        raise ValueError(
+            "infoNCE with one shuffled negative is capped at log 2; use --negatives all or locations with it"
+        )
+    if min(alpha, beta, gamma) < 0 or alpha + beta == 0:
+        raise ValueError(f"weights must be >= 0 with alpha + beta > 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
+
+
 def _mean_bound(terms: list[BoundOutput]) -> BoundOutput | None:
     """The average loss and MI estimate of one term over the view pairings (``None`` for no terms)."""
     if len(terms) <= 1:
@@ -141,13 +174,14 @@ class DeepInfoMax(nn.Module):
 
     Args:
         encoder: the :class:`dim.models.Encoder` being trained.
-        estimator: the bound of both MI terms: ``jsd``, ``infonce``, ``dv`` or ``nwj``.
-        negatives: ``shuffle`` (one shuffled negative per positive, the
-            background notes), ``all`` (all in-batch pairs, per position for the
-            local term) or ``locations`` (``all`` for the global term; for the
-            local term the cross-location infoNCE above, estimator ``infonce`` only).
-        critic: ``concat`` (MLP / 1x1 convolutions over ``[x, z]``) or
-            ``separable`` (dot product of projections).
+        bound: the MI bound of both terms, one of :data:`BOUNDS` (see :data:`dim.mi.BOUNDS`).
+        negatives: ``shuffle`` (one shuffled negative per positive, as in Su
+            Jianlin's 2018 derivation, kexue.fm/archives/6024), ``all`` (all in-batch pairs, per position for
+            the local term) or ``locations`` (``all`` for the global term; for the
+            local term the cross-location infoNCE above, bound ``infonce`` only).
+        critic: the critic form of both terms (see :data:`dim.mi.CRITICS`):
+            ``concat`` (MLP / 1x1 convolutions over ``[x, z]``) or ``separable``
+            (dot product of projections).
         prior: ``kl`` (closed-form KL of the Gaussian code to N(0, I)),
             ``adversarial`` (see :class:`AdversarialPrior`, which the trainer
             holds next to this module) or ``none``.
@@ -161,7 +195,7 @@ class DeepInfoMax(nn.Module):
     def __init__(
         self,
         encoder: Encoder,
-        estimator: str = "jsd",
+        bound: str = "jsd",
         negatives: str = "shuffle",
         critic: str = "concat",
         prior: str = "kl",
@@ -172,49 +206,25 @@ class DeepInfoMax(nn.Module):
         gather: Gather | None = None,
     ) -> None:
         super().__init__()
-        for name, value, choices in [
-            ("estimator", estimator, ESTIMATORS),
-            ("negatives", negatives, NEGATIVES),
-            ("critic", critic, CRITICS),
-            ("prior", prior, PRIORS),
-        ]:
-            if value not in choices:
-                raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-        if negatives == "locations" and estimator != "infonce":
-            raise ValueError("negatives 'locations' is the cross-location infoNCE; use it with --estimator infonce")
-        if estimator == "infonce" and negatives == "shuffle":
-            raise ValueError(
-                "infoNCE with one shuffled negative is capped at log 2; use --negatives all or locations with it"
-            )
-        if min(alpha, beta, gamma) < 0 or alpha + beta == 0:
-            raise ValueError(f"weights must be >= 0 with alpha + beta > 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
+        check_objective(bound, negatives, critic, prior, alpha, beta, gamma)
         if (prior == "kl") != encoder.stochastic:
             raise ValueError("prior 'kl' needs a stochastic encoder, the other priors a deterministic one")
         self.encoder = encoder
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.prior_kind = prior
         self.gather = gather
-        local_channels = encoder.local_shape[0]
         sampler = AllPairsNegatives() if negatives == "locations" else make_negatives(negatives)
         self.global_mi: nn.Module | None = None
         self.local_mi: nn.Module | None = None
         if alpha > 0:
-            global_critic = (
-                GlobalConcatCritic(encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
-                if critic == "concat"
-                else GlobalSeparableCritic(encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
-            )
-            self.global_mi = MIEstimator(global_critic, sampler, make_bound(estimator))
+            global_critic = make_critic(critic, "global", encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
+            self.global_mi = MIEstimator(global_critic, sampler, make_bound(bound))
         if beta > 0:
-            local_critic = (
-                LocalConcatCritic(local_channels, encoder.z_dim, hidden_dim=critic_hidden)
-                if critic == "concat"
-                else LocalSeparableCritic(local_channels, encoder.z_dim, hidden_dim=critic_hidden)
-            )
+            local_critic = make_critic(critic, "local", encoder.local_shape[0], encoder.z_dim, hidden_dim=critic_hidden)
             self.local_mi = (
                 CrossLocationInfoNCE(local_critic)
                 if negatives == "locations"
-                else MIEstimator(local_critic, sampler, make_bound(estimator))
+                else MIEstimator(local_critic, sampler, make_bound(bound))
             )
 
     def forward(self, images: Tensor, views: int = 1) -> DIMOutput:
@@ -228,8 +238,8 @@ class DeepInfoMax(nn.Module):
                 and averages both directions (as AMDIM, Bachman et al. 2019),
                 so the code keeps only what survives the augmentation.
         """
-        if views not in (1, 2):
-            raise ValueError(f"views must be 1 or 2, got {views}")
+        if views not in VIEWS:
+            raise ValueError(f"views must be one of {', '.join(map(str, VIEWS))}, got {views}")
         encoding = self.encoder(images)  # one pass over every view
         z = encoding.z.float()  # (V*B, Z)
         gather = self.gather or (lambda tensor: tensor)

@@ -1,14 +1,18 @@
 """The shared mutual-information module, used by DIM and by InfoGAN.
 
-Three kinds of composable pieces (see the background notes and each class's
-docstring for the math):
+Three kinds of composable pieces (see ``docs/mi.md`` and each class's
+docstring for the math), each with a registry of short names and a builder:
 
-* critics (:mod:`dim.mi.critics`) turn inputs into score tensors, positives on
-  the diagonal: global ``(B, B)``, local ``(B, B, H*W)``;
-* negative samplers (:mod:`dim.mi.negatives`) choose which pairs to score and
-  return ``(positive (B, *L), negative (B, K, *L))``;
-* bounds (:mod:`dim.mi.bounds`) turn those scores into a loss and an MI
-  estimate in nats.
+* critics (:mod:`dim.mi.critics`, :data:`CRITICS`, :func:`make_critic`) turn
+  inputs into score tensors, positives on the diagonal: global ``(B, B)``,
+  local ``(B, B, H*W)``;
+* negative samplers (:mod:`dim.mi.negatives`, :data:`NEGATIVES`,
+  :func:`make_negatives`) choose which pairs to score and return
+  ``(positive (B, *L), negative (B, K, *L))``;
+* bounds (:mod:`dim.mi.bounds`, :data:`BOUNDS`, :func:`make_bound`) turn those
+  scores into a loss and an MI estimate in nats.
+
+:class:`MIEstimator` is one critic + one sampler + one bound.
 
 Plus InfoGAN's variational Q bound (:mod:`dim.mi.variational`), the closed
 form Gaussian prior term (:mod:`dim.mi.prior`) and the mutual information of
@@ -30,11 +34,14 @@ from dim.mi.bounds import (
 )
 from dim.mi.clustering import PairedCategoricalMI
 from dim.mi.critics import (
+    CRITIC_SCOPES,
+    CRITICS,
     GlobalConcatCritic,
     GlobalSeparableCritic,
     LocalConcatCritic,
     LocalSeparableCritic,
     Projection,
+    make_critic,
 )
 from dim.mi.estimator import MIEstimator
 from dim.mi.negatives import AllPairsNegatives, ShuffleNegatives, random_derangement
@@ -45,7 +52,7 @@ NEGATIVES: dict[str, type[nn.Module]] = {"shuffle": ShuffleNegatives, "all": All
 
 
 def make_negatives(name: str) -> nn.Module:
-    """Build a negative sampler by its short name: ``shuffle`` or ``all``."""
+    """Build a negative sampler by its short name, a key of :data:`NEGATIVES`."""
     if name not in NEGATIVES:
         raise ValueError(f"unknown negative sampler {name!r}; choose one of {', '.join(NEGATIVES)}")
     return NEGATIVES[name]()
@@ -53,6 +60,8 @@ def make_negatives(name: str) -> nn.Module:
 
 __all__ = [
     "BOUNDS",
+    "CRITICS",
+    "CRITIC_SCOPES",
     "NEGATIVES",
     "AllPairsNegatives",
     "BoundOutput",
@@ -72,6 +81,7 @@ __all__ = [
     "ShuffleNegatives",
     "gaussian_kl",
     "make_bound",
+    "make_critic",
     "make_negatives",
     "random_derangement",
     "reparameterize",

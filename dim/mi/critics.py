@@ -12,7 +12,9 @@ the code z_i, column j the input x_j, so positives lie on the diagonal.
 Two families, global (x is a vector) and local (x is a feature map whose H * W
 positions are each scored against the image's global code z):
 
-* *concat* critics (the background notes): an MLP on the concatenation
+* *concat* critics (the setting of Su Jianlin's 2018 derivation of DIM,
+  "深度学习的互信息：无监督提取特征", kexue.fm/archives/6024; see ``docs/mi.md``):
+  an MLP on the concatenation
   ``[x, z]``; for a feature map, a stack of 1x1 convolutions over ``[C_ij, z]``
   with z tiled over the map. The first layer is linear, so
   ``W [x; z] = W_x x + W_z z`` is computed once per input and broadcast over
@@ -24,6 +26,10 @@ positions are each scored against the image's global code z):
 A 1x1 convolution over a ``(B, C, H, W)`` map is a linear layer applied to the
 C channels at every position; the local critics flatten the map to
 ``(B, H*W, C)`` and use ``nn.Linear``, which is the same operation.
+
+:data:`CRITICS` maps each form's short name to its (global, local) classes and
+:func:`make_critic` builds one by form and scope, as :func:`dim.mi.make_bound`
+does for bounds.
 """
 
 from __future__ import annotations
@@ -130,7 +136,7 @@ class _SeparableCritic(_PairCritic):
 
 
 class GlobalConcatCritic(_ConcatCritic):
-    """T(x, z) = MLP([x, z]): the background notes' global critic.
+    """T(x, z) = MLP([x, z]): the global concat critic (Su Jianlin, kexue.fm/archives/6024).
 
     Args:
         x_dim: size of x (for DIM's global term, the encoder's code or features).
@@ -148,7 +154,7 @@ class GlobalConcatCritic(_ConcatCritic):
 
 
 class LocalConcatCritic(_ConcatCritic):
-    """T(C_ij, z) = 1x1 convolutions over [C_ij, z], z tiled over the map (the background notes).
+    """T(C_ij, z) = 1x1 convolutions over [C_ij, z], z tiled over the map (Su Jianlin, kexue.fm/archives/6024).
 
     Args:
         feature_channels: channels Cc of the local feature map.
@@ -205,3 +211,31 @@ class LocalSeparableCritic(_SeparableCritic):
 
     def __init__(self, feature_channels: int, z_dim: int, embed_dim: int = 128, hidden_dim: int = 512) -> None:
         super().__init__(feature_channels, z_dim, embed_dim, hidden_dim)
+
+
+# Critic forms by short name: (global critic, local critic).
+CRITICS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "concat": (GlobalConcatCritic, LocalConcatCritic),
+    "separable": (GlobalSeparableCritic, LocalSeparableCritic),
+}
+# What a critic scores x against z for: a vector per sample, or every position of a feature map.
+CRITIC_SCOPES = ("global", "local")
+
+
+def make_critic(form: str, scope: str, x_dim: int, z_dim: int, hidden_dim: int = 512, **options) -> nn.Module:
+    """Build a critic by its form (a key of :data:`CRITICS`) and scope (``global`` or ``local``).
+
+    Args:
+        form: ``concat`` or ``separable``.
+        scope: ``global`` (x is ``(B, x_dim)``) or ``local`` (x is a ``(B, x_dim, H, W)`` map).
+        x_dim: size of x for a global critic, channels of the feature map for a local one.
+        z_dim: size of the code z.
+        hidden_dim: width of the hidden layers.
+        **options: further arguments of the class (``num_layers``, ``embed_dim``).
+    """
+    if form not in CRITICS:
+        raise ValueError(f"unknown critic form {form!r}; choose one of {', '.join(CRITICS)}")
+    if scope not in CRITIC_SCOPES:
+        raise ValueError(f"unknown critic scope {scope!r}; choose one of {', '.join(CRITIC_SCOPES)}")
+    critic_class = CRITICS[form][CRITIC_SCOPES.index(scope)]
+    return critic_class(x_dim, z_dim, hidden_dim=hidden_dim, **options)

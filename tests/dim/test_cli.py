@@ -29,7 +29,7 @@ def run_dir(tmp_path_factory):
 def test_train_leaves_a_complete_run_directory(run_dir):
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "checkpoint.pt", "metrics.csv", "knn.png"}
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["dataset"], config["estimator"], config["batch_size"]) == ("shapes", "jsd", 16)
+    assert (config["dataset"], config["bound"], config["batch_size"]) == ("shapes", "jsd", 16)
     with (run_dir / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and rows[0]["step"] == "3"

@@ -51,8 +51,8 @@ def test_encoder_rejects_bad_settings():
     "options",
     [
         {},
-        {"estimator": "infonce", "negatives": "locations", "critic": "separable"},
-        {"estimator": "dv", "negatives": "all", "critic": "separable", "alpha": 0.0},
+        {"bound": "infonce", "negatives": "locations", "critic": "separable"},
+        {"bound": "dv", "negatives": "all", "critic": "separable", "alpha": 0.0},
     ],
 )
 def test_objective_terms(options):
@@ -88,9 +88,9 @@ def test_two_views_score_each_views_features_against_the_other_views_code():
 
 def test_objective_rejects_inconsistent_choices():
     with pytest.raises(ValueError, match="infonce"):
-        DeepInfoMax(Encoder(), estimator="jsd", negatives="locations")
+        DeepInfoMax(Encoder(), bound="jsd", negatives="locations")
     with pytest.raises(ValueError, match="log 2"):
-        DeepInfoMax(Encoder(), estimator="infonce", negatives="shuffle")
+        DeepInfoMax(Encoder(), bound="infonce", negatives="shuffle")
     with pytest.raises(ValueError, match="stochastic"):
         DeepInfoMax(Encoder(stochastic=False), prior="kl")
 

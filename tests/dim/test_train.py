@@ -84,11 +84,11 @@ def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
 
 def test_config_fills_presets_and_checks_choices():
     fast = TrainConfig(preset="fast", batch_size=32).resolved()
-    assert (fast.estimator, fast.negatives, fast.critic, fast.augment, fast.batch_size) == (
+    assert (fast.bound, fast.negatives, fast.critic, fast.augment, fast.batch_size) == (
         "infonce", "locations", "separable", "flip-crop", 32
     )
     assert (fast.lr_schedule, TrainConfig().resolved().lr_schedule) == ("cosine", "constant")
-    assert TrainConfig().resolved().estimator == "jsd"
+    assert TrainConfig().resolved().bound == "jsd"
     with pytest.raises(ValueError, match="preset"):
         TrainConfig(preset="slow").resolved()
     with pytest.raises(ValueError, match="augment"):

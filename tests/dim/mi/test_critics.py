@@ -4,11 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dim import mi
 from dim.mi import (
     GlobalConcatCritic,
     GlobalSeparableCritic,
     LocalConcatCritic,
     LocalSeparableCritic,
+    make_critic,
 )
 
 B, DX, DZ, CC, H, W = 5, 6, 3, 4, 2, 3
@@ -116,3 +118,31 @@ def test_constructor_validation():
         GlobalConcatCritic(2, 2, num_layers=0)
     with pytest.raises(ValueError, match="positive"):
         LocalSeparableCritic(0, 2)
+
+
+@pytest.mark.parametrize(
+    "form, scope, expected, x_shape, scores_shape",
+    [
+        ("concat", "global", GlobalConcatCritic, (B, DX), (B, B)),
+        ("concat", "local", LocalConcatCritic, (B, CC, H, W), (B, B, H * W)),
+        ("separable", "global", GlobalSeparableCritic, (B, DX), (B, B)),
+        ("separable", "local", LocalSeparableCritic, (B, CC, H, W), (B, B, H * W)),
+    ],
+)
+def test_make_critic_builds_the_registered_class(form, scope, expected, x_shape, scores_shape):
+    assert mi.CRITICS[form][mi.CRITIC_SCOPES.index(scope)] is expected
+    critic = make_critic(form, scope, x_shape[1], DZ, hidden_dim=7)
+    assert type(critic) is expected
+    assert critic(torch.randn(x_shape), torch.randn(B, DZ)).shape == scores_shape
+
+
+def test_make_critic_passes_options_on():
+    assert len(make_critic("concat", "global", DX, DZ, hidden_dim=4, num_layers=3).head) == 6
+    assert make_critic("separable", "local", CC, DZ, hidden_dim=4, embed_dim=9).z_projection.shortcut.out_features == 9
+
+
+def test_make_critic_names_the_choices():
+    with pytest.raises(ValueError, match="unknown critic form 'bilinear'; choose one of concat, separable"):
+        make_critic("bilinear", "global", DX, DZ)
+    with pytest.raises(ValueError, match="unknown critic scope 'patch'; choose one of global, local"):
+        make_critic("concat", "patch", DX, DZ)
