@@ -9,13 +9,16 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dim.core.features import FeatureExtractor
+from dim.core.images import image_to_uint8
 from infogan import load_feature_extractor
+from infogan.checkpoint import load_run
 from infogan.cli import main
+from tests.infogan.conftest import TINY_IMAGE_SIZE
 
 
 def test_train_leaves_a_complete_run_directory(shapes_run):
     config = json.loads((shapes_run / "config.json").read_text())
-    assert config["dataset"] == "shapes" and config["image_size"] == 32 and config["channels"] == 3
+    assert config["dataset"] == "shapes" and config["image_size"] == TINY_IMAGE_SIZE and config["channels"] == 3
     assert (shapes_run / "checkpoint.pt").is_file()
     assert (shapes_run / "metrics.csv").read_text().startswith("step,d_loss,g_loss")
     assert [p.name for p in (shapes_run / "samples").glob("*.png")] == ["step_000005.png"]
@@ -36,8 +39,8 @@ def test_sample_writes_a_traversal_png(shapes_run, tmp_path):
     args = ["sample", str(shapes_run), "--vary", "c2", "--range", "2", "--out", str(out), "--device", "cpu"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    width, height = Image.open(out).size
-    assert (width, height) == (10 * 34 + 2, 10 * 34 + 2)  # 10x10 images of 32 px with 2 px padding
+    side = 10 * (TINY_IMAGE_SIZE + 2) + 2  # 10x10 images of 8 px with 2 px padding
+    assert Image.open(out).size == (side, side)
 
 
 def test_sample_rejects_an_unknown_code(shapes_run, tmp_path):
@@ -50,28 +53,30 @@ def test_train_reports_a_bad_dataset_clearly(tmp_path):
     assert result.exit_code != 0 and "unknown dataset" in result.output
 
 
-def test_train_passes_the_extra_terms_on(tmp_path):
+def test_train_passes_the_extra_terms_and_the_q_options_on(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "shapes", "--out", str(run_dir), "--iterations", "2", "--batch-size", "4", "--device", "cpu",
-            "--log-every", "1", "--no-progress", "--lambda-invariance", "1", "--lambda-iic", "0.5"]
+            "--image-size", str(TINY_IMAGE_SIZE), "--log-every", "1", "--no-progress", "--lambda-invariance", "1",
+            "--lambda-iic", "0.5", "--separate-q", "--lambda-info", "0.25"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["lambda_invariance"], config["lambda_iic"]) == (1.0, 0.5)
+    assert (config["lambda_invariance"], config["lambda_iic"], config["lambda_info"]) == (1.0, 0.5, 0.25)
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith("invariance_loss,iic_mi,it_per_s")
-
-
-def test_help_explains_the_options():
-    result = CliRunner().invoke(main, ["train", "--help"])
-    assert result.exit_code == 0 and "--separate-q" in result.output and "--lambda-info" in result.output
+    run = load_run(run_dir)  # --separate-q: the saved model has a trunk of Q's own, next to D's
+    assert run.config.separate_q and run.model.q_trunk is not None
+    assert any(name.startswith("q_trunk.") for name in run.model.state_dict())
 
 
 def test_feature_extractor(shapes_run):
     extractor = load_feature_extractor(shapes_run)
     assert isinstance(extractor, FeatureExtractor) and not extractor.training
-    assert (extractor.image_size, extractor.channels, extractor.feature_dim) == (32, 3, 1024)
-    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    assert (extractor.image_size, extractor.channels, extractor.feature_dim) == (TINY_IMAGE_SIZE, 3, 1024)
+    images = torch.randint(0, 256, (5, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), dtype=torch.uint8)
     features = extractor(images)
     assert features.shape == (5, extractor.feature_dim)
-    assert extractor.embed([Image.new("RGB", (40, 30), "red")]).shape == (1, 1024)
+    red = Image.new("RGB", (40, 30), "red")
+    embedded = extractor.embed([red])  # resized and centre-cropped to 8x8 like any input
+    assert embedded.shape == (1, 1024)
+    assert torch.allclose(embedded, extractor(image_to_uint8(red, TINY_IMAGE_SIZE, 3)[None]))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from infogan.evaluate import (
     confusion_matrix,
@@ -53,10 +53,51 @@ def test_empty_confusion_is_an_error():
         match_categories(np.zeros((3, 3), dtype=np.int64))
 
 
-def test_confusion_png(tmp_path):
+CELL, TOP = 40, 58  # save_confusion_png's layout: 40 px cells below a 58 px header
+
+
+def check_confusion_picture(path, confusion: np.ndarray, classes: list[str], order: list[int]) -> None:
+    """Each cell of the picture: shaded by its share of the row, with its count written in it.
+
+    ``order`` is the category of each column. The shade runs from white (share 0) to (30, 80, 175) (share 1);
+    the count is written at the cell's left, in white on cells above half the row, else in black.
+    """
+    with Image.open(path) as opened:
+        picture = opened.convert("RGB")
+    left = 8 + 7 * max(len(name) for name in classes)
+    num_classes, num_categories = confusion.shape
+    assert picture.size == (left + CELL * num_categories + 8, TOP + CELL * num_classes + 8)
+    font = ImageFont.load_default()
+    for row in range(num_classes):
+        for column, category in enumerate(order):
+            count = int(confusion[row, category])
+            share = count / max(confusion[row].sum(), 1)
+            fill = (int(255 - 225 * share), int(255 - 175 * share), int(255 - 80 * share))
+            x, y = left + column * CELL, TOP + row * CELL
+            cell = picture.crop((x, y, x + CELL, y + CELL))
+            assert cell.getpixel((CELL - 4, CELL - 4)) == fill, (row, column)  # a corner away from the text
+            expected = Image.new("RGB", (CELL, CELL), fill)
+            draw = ImageDraw.Draw(expected)
+            draw.rectangle([0, 0, CELL - 1, CELL - 1], fill=fill, outline=(200, 200, 200))
+            draw.text((4, CELL // 3), str(count), fill="white" if share > 0.5 else "black", font=font)
+            assert np.array_equal(np.asarray(cell), np.asarray(expected)), f"cell {row}, {column} should show {count}"
+
+
+def test_confusion_png_shades_and_labels_each_cell_in_matched_order(tmp_path):
+    # Class 0 ("cat") peaks in category 1, class 1 ("dog") in category 0; category 2 is matched to no class.
+    confusion = np.array([[1, 5, 0], [4, 0, 2]])
+    mapping, _ = match_categories(confusion)
+    assert mapping == {1: 0, 0: 1}
     path = tmp_path / "confusion.png"
-    save_confusion_png(np.array([[3, 1], [0, 4]]), ["cat", "dog"], {1: 0, 0: 1}, path, "title")
-    assert Image.open(path).size[0] > 80
+    save_confusion_png(confusion, ["cat", "dog"], mapping, path, "title")
+    check_confusion_picture(path, confusion, ["cat", "dog"], order=[1, 0, 2])
+    # By hand: row 0's matched cell holds 5 of 6 images, shaded (67, 109, 188); row 1's unmatched cell 2 of 6.
+    with Image.open(path) as picture:
+        left = 8 + 7 * 3
+        assert picture.convert("RGB").getpixel((left + CELL - 4, TOP + CELL - 4)) == (67, 109, 188)
+        assert picture.convert("RGB").getpixel((left + 3 * CELL - 4, TOP + 2 * CELL - 4)) == (180, 196, 228)
+    with pytest.raises(AssertionError, match="should show 10"):  # the check reads the counts, not only shades
+        check_confusion_picture(path, 2 * confusion, ["cat", "dog"], order=[1, 0, 2])  # same shades
 
 
 def test_evaluate_a_run(shapes_run):
@@ -65,5 +106,9 @@ def test_evaluate_a_run(shapes_run):
     assert 0 < result["cat_accuracy"] <= 1
     assert len(result["mapping"]) == 3 and set(result["mapping"].values()) == {0, 1, 2}
     assert np.array(result["confusion"]).sum() == 2000
-    assert (shapes_run / "confusion.png").is_file()
+    mapping = {int(category): label for category, label in result["mapping"].items()}
+    by_class = {label: category for category, label in mapping.items()}
+    order = [by_class[label] for label in range(3)]
+    order += [category for category in range(len(result["confusion"][0])) if category not in order]
+    check_confusion_picture(shapes_run / "confusion.png", np.array(result["confusion"]), result["classes"], order)
     assert json.loads((shapes_run / "eval_test.json").read_text())["cat_accuracy"] == result["cat_accuracy"]
