@@ -73,12 +73,15 @@ def model() -> FeatureExtractor:
 
 @pytest.fixture(scope="session")
 def dim_checkpoint(tmp_path_factory) -> Path:
-    """A real DIM run trained for one step on generated shapes: the model-loading path users take."""
+    """A real DIM run trained for one step on generated shapes: the model-loading path users take.
+
+    Without the kNN evaluation: at the end it would embed all 12,000 shapes (half a minute on a CPU).
+    """
     from dim.config import TrainConfig
     from dim.train import train
 
     config = TrainConfig(
         dataset="shapes", out=str(tmp_path_factory.mktemp("dim-run")), epochs=1, max_steps=1, batch_size=8,
-        z_dim=16, critic_hidden=16, knn_memory=16, knn_queries=16, device="cpu",
+        z_dim=16, critic_hidden=16, knn=False, device="cpu",
     )
     return train(config, progress=False).run_dir / "checkpoint.pt"

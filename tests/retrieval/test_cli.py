@@ -6,10 +6,15 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+
+from dim.core.data import open_image
+from dim.core.grids import QUERY_BORDER
+from dim.core.images import image_to_uint8
 
 from retrieval.cli import main
 from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
@@ -59,6 +64,14 @@ def test_query_json_table_and_grid(built: Path, image_dir: Path, tmp_path: Path)
 
     with Image.open(grid) as picture:
         assert picture.size == (5 * (32 + 2) + 2, 2 * (32 + 2) + 2)  # (k + 1) columns, one row per query
+        pixels = np.array(picture.convert("RGB"))  # (H, W, 3)
+    for row, (query, line) in enumerate(zip([inside, outside], lines)):
+        tiles = [pixels[2 + row * 34 : 34 + row * 34, 2 + column * 34 : 34 + column * 34] for column in range(5)]
+        thumbnail = image_to_uint8(open_image(query), 32, 3).permute(1, 2, 0).numpy()
+        assert np.array_equal(tiles[0][1:-1, 1:-1], thumbnail[1:-1, 1:-1])  # the query, inside its frame
+        assert (tiles[0][0] == QUERY_BORDER).all() and (tiles[0][:, -1] == QUERY_BORDER).all()
+        for column, hit in enumerate(line["results"], start=1):  # then each hit, in rank order
+            assert np.array_equal(tiles[column], image_to_uint8(open_image(hit["path"]), 32, 3).permute(1, 2, 0).numpy())
 
     table = run("query", built, inside, "-k", "2", "--device", "cpu")
     assert table.splitlines()[0] == f"query: {inside}"
@@ -80,8 +93,8 @@ def test_wrong_model_and_broken_index_are_refused(
 ) -> None:
     other = tmp_path / "other.pt"
     checkpoint = torch.load(dim_checkpoint, weights_only=True)
-    name = next(key for key in checkpoint["model"] if key.startswith("encoder.") and key.endswith("weight"))
-    checkpoint["model"][name] = checkpoint["model"][name] + 0.01  # same architecture, other weights
+    name = next(key for key in checkpoint["modules"]["model"] if key.startswith("encoder.") and key.endswith("weight"))
+    checkpoint["modules"]["model"][name] = checkpoint["modules"]["model"][name] + 0.01  # same architecture, other weights
     torch.save(checkpoint, other)
     result = CliRunner().invoke(main, ["query", str(built), str(image_dir / "img001.png"), "--model", str(other)])
     assert result.exit_code != 0
