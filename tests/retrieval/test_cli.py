@@ -15,7 +15,6 @@ from PIL import Image
 from dim.core.data import open_image
 from dim.core.grids import QUERY_BORDER
 from dim.core.images import image_to_uint8
-
 from retrieval.cli import main
 from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
 

@@ -1,19 +1,32 @@
-"""DDP on CPU: two gloo processes, negatives gathered across ranks, gradients to the local shard."""
+"""DDP on CPU with two gloo processes: negatives come from the global batch, and every rank ends with the same weights.
+
+Each rank writes what it saw to a file; the test process compares. The references are a single process
+computing the same loss on the concatenated global batch.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+from pathlib import Path
 
+import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from PIL import Image
 
 from dim.config import TrainConfig
+from dim.core.distributed import DistributedContext, init_distributed
 from dim.mi.gather import all_gather_with_local_grad
-from dim.train import train
+from dim.models import Encoder
+from dim.objective import DeepInfoMax
+from dim.train import Trainer
 
 WORLD_SIZE = 2
+LOCAL_BATCH = 3  # images per rank in the gradient check: 6 in the global batch
 
 
 def _free_port() -> int:
@@ -22,34 +35,139 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _worker(rank: int, port: int, out: str, results: str) -> None:
+def _digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def _objective(gather) -> DeepInfoMax:
+    """The same small DIM objective on every call (seeded): in-batch negatives, so nothing is drawn at random."""
+    torch.manual_seed(0)
+    encoder = Encoder("dcgan", channels=3, image_size=16, z_dim=8, stochastic=False)
+    model = DeepInfoMax(encoder, bound="infonce", negatives="all", critic="separable", prior="none",
+                        critic_hidden=16, gather=gather)
+    return model.eval()  # BatchNorm on running statistics: each image's encoding is independent of the others
+
+
+def _gradient_check(rank: int) -> dict:
+    """The loss and the averaged gradient of each rank, against one process on the global batch."""
+    images = torch.randn(WORLD_SIZE * LOCAL_BATCH, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    model = _objective(all_gather_with_local_grad)
+    columns = []
+    for critic in (model.global_mi.critic, model.local_mi.critic):
+        critic.register_forward_hook(lambda module, inputs, scores: columns.append(tuple(scores.shape)))
+    local = images[rank * LOCAL_BATCH : (rank + 1) * LOCAL_BATCH]
+    loss = model.loss(model(local))
+    loss.backward()
+    for parameter in model.parameters():  # what DistributedDataParallel does with the gradients
+        dist.all_reduce(parameter.grad)  # every parameter takes part in the loss: none has grad None
+        parameter.grad.div_(WORLD_SIZE)
+
+    reference = _objective(None)
+    reference_loss = reference.loss(reference(images))
+    reference_loss.backward()
+    alone = _objective(None)  # the local shard without the other rank's negatives
+    alone_loss = alone.loss(alone(local))
+    differences = {
+        name: (parameter.grad - reference.get_parameter(name).grad).abs().max().item()
+        for name, parameter in model.named_parameters()
+    }
+    scale = max(reference.get_parameter(name).grad.abs().max().item() for name in differences)
+    return {"scores_shapes": columns, "loss": loss.item(), "reference_loss": reference_loss.item(),
+            "alone_loss": alone_loss.item(), "grad_differences": differences, "grad_scale": scale}
+
+
+def _worker(rank: int, port: int, data: str, out: str, results: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
+    outcome: dict = {}
+    context = init_distributed(torch.device("cpu"))  # joins the existing group
+    outcome["context"] = (context.rank, context.world_size, context.enabled, context.is_main)
+    outcome["gathered_objects"] = context.gather(f"rank {rank}")
+    outcome["broadcast"] = context.broadcast(f"from rank {rank}")
+
     # The gather: rank order, and the gradient lands on the local shard only, times the world size.
     shard = torch.full((2, 3), float(rank), requires_grad=True)
     gathered = all_gather_with_local_grad(shard)  # (4, 3)
     weights = torch.arange(12.0).view(4, 3)
     (gathered * weights).sum().backward()
-    gather_ok = torch.equal(gathered.detach()[:, 0], torch.tensor([0.0, 0.0, 1.0, 1.0])) and torch.equal(
-        shard.grad, weights[2 * rank : 2 * rank + 2] * WORLD_SIZE
-    )
-    # A short DDP training run: train() joins the existing process group.
-    config = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, max_steps=2, knn=False,
-                         device="cpu", out=out)
-    result = train(config, progress=False)
-    torch.save({"gather_ok": gather_ok, "step": result.step}, os.path.join(results, f"{rank}.pt"))
+    outcome["gathered"] = gathered.detach()
+    outcome["shard_grad"] = shard.grad
+
+    outcome.update(_gradient_check(rank))
+
+    # Two steps of DDP training on different shards; Trainer joins the existing process group.
+    config = TrainConfig(dataset=data, batch_size=4, critic_hidden=16, z_dim=8, max_steps=2, knn=False,
+                         device="cpu", out=out, log_every=1)
+    trainer = Trainer(config, progress=False)
+    before = {name: _digest(p) for name, p in trainer.model.named_parameters()}
+    try:
+        outcome["step"] = trainer.run().step
+        outcome["parameters"] = {name: _digest(p) for name, p in trainer.model.named_parameters()}
+    finally:
+        trainer.close()
+    outcome["changed"] = sorted(name for name in before if before[name] != outcome["parameters"][name])
+    torch.save(outcome, os.path.join(results, f"{rank}.pt"))
+
+
+def _write_images(folder: Path, count: int) -> None:
+    """``count`` random 16x16 RGB images in one flat folder: an unlabelled dataset, so no kNN evaluation."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
 
 
 def test_ddp_two_processes_on_cpu(tmp_path):
-    out, results = tmp_path / "run", tmp_path / "results"
+    data, out, results = tmp_path / "images", tmp_path / "run", tmp_path / "results"
+    _write_images(data, 40)  # ~36 in the train split: two global batches of 2 x 4
     results.mkdir()
-    mp.spawn(_worker, args=(_free_port(), str(out), str(results)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(_free_port(), str(data), str(out), str(results)), nprocs=WORLD_SIZE, join=True)
     outcomes = [torch.load(results / f"{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE)]
-    assert all(outcome["gather_ok"] for outcome in outcomes)
-    assert [outcome["step"] for outcome in outcomes] == [2, 2]
+
+    for rank, outcome in enumerate(outcomes):
+        assert outcome["context"] == (rank, WORLD_SIZE, True, rank == 0)
+        assert outcome["gathered_objects"] == ["rank 0", "rank 1"] and outcome["broadcast"] == "from rank 0"
+        assert torch.equal(outcome["gathered"][:, 0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+        assert torch.equal(outcome["shard_grad"], torch.arange(12.0).view(4, 3)[2 * rank : 2 * rank + 2] * WORLD_SIZE)
+
+        # Negatives from the global batch: every critic scores the rank's codes against all 6 images' features...
+        global_batch = WORLD_SIZE * LOCAL_BATCH
+        assert [shape[:2] for shape in outcome["scores_shapes"]] == [(global_batch, global_batch)] * 2
+        # ... so each rank's loss is the loss of one process on the whole batch, not of its shard alone,
+        assert abs(outcome["loss"] - outcome["reference_loss"]) < 1e-5
+        assert abs(outcome["alone_loss"] - outcome["reference_loss"]) > 1e-3
+        # ... and the averaged gradient is that process's gradient, for the encoder and the critics alike.
+        tolerance = 1e-5 * max(outcome["grad_scale"], 1.0)
+        wrong = {name: diff for name, diff in outcome["grad_differences"].items() if diff > tolerance}
+        assert not wrong, f"rank {rank}: gradients differ from one process on the global batch: {wrong}"
+        assert any(name.startswith("encoder.") for name in outcome["grad_differences"])
+
+        assert outcome["step"] == 2
+    # Both ranks trained (the weights moved) and ended with the same weights, bit for bit.
+    assert len(outcomes[0]["changed"]) > 0 and outcomes[0]["changed"] == outcomes[1]["changed"]
+    first, second = outcomes[0]["parameters"], outcomes[1]["parameters"]
+    differing = [name for name in first if first[name] != second[name]]
+    assert not differing, f"rank 1's weights differ from rank 0's after DDP training: {differing}"
+
     assert (out / "metrics.csv").is_file()
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # written by rank 0 alone
     assert checkpoint["step"] == 2 and len(checkpoint["rng"]) == WORLD_SIZE  # every rank's RNG, for resume
-    assert all(torch.isfinite(tensor).all() for tensor in checkpoint["model"].values() if tensor.is_floating_point())
+    model = checkpoint["modules"]["model"] if "modules" in checkpoint else checkpoint["model"]  # format 2, format 1
+    saved = {name: _digest(tensor) for name, tensor in model.items()}
+    assert all(saved[name] == digest for name, digest in outcomes[0]["parameters"].items())
+
+
+def test_a_world_of_one_communicates_nothing(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    context = init_distributed(torch.device("cpu"))
+    assert context == DistributedContext() and not context.enabled and context.is_main
+    assert not dist.is_initialized()
+    assert context.gather("x") == ["x"] and context.broadcast("y") == "y"
+    context.barrier()  # a no-op: no process group
+
+
+def test_the_gather_needs_a_process_group():
+    with pytest.raises(RuntimeError, match="initialised torch.distributed process group"):
+        all_gather_with_local_grad(torch.zeros(2, 3))
