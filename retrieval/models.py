@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from dim.core.checkpoint import checkpoint_file, load_checkpoint
-from dim.core.device import select_device
+from dim.core.checkpoint import checkpoint_file
 from dim.core.features import FeatureExtractor
+from dim.core.registry import load_feature_extractor
 
-CHECKPOINT_KINDS = ("dim", "infogan")
 _IDENTITY_FIELDS = ("name", "feature_dim", "image_size", "channels", "weights_sha256")
 
 
@@ -102,43 +101,22 @@ def fingerprint(model: FeatureExtractor) -> ModelFingerprint:
     )
 
 
-def checkpoint_kind(path: str | os.PathLike) -> str:
-    """The ``"kind"`` entry of a toolkit checkpoint (``"dim"`` or ``"infogan"``).
-
-    Raises:
-        FileNotFoundError: if there is no checkpoint at ``path``.
-        ValueError: if the file is not a toolkit checkpoint of a kind that has features.
-    """
-    return load_checkpoint(path, CHECKPOINT_KINDS, mmap=True)["kind"]  # mmap: only "kind" is read
-
-
 def load_model(path: str | os.PathLike, device: str | torch.device | None = "auto") -> FeatureExtractor:
-    """Load the feature extractor of a DIM run or an InfoGAN checkpoint, in eval mode.
+    """Load the feature extractor of any registered model family's checkpoint, in eval mode.
+
+    The checkpoint's ``kind`` picks the loader (:mod:`dim.core.registry`): a DIM
+    run gives its encoder's ``z``, an InfoGAN run its discriminator trunk, and a
+    new model family plugs in by registering a loader, without changing this package.
 
     Args:
-        path: a DIM run directory, or a ``checkpoint.pt`` written by ``dim train``
-            (the encoder's ``z``) or ``infogan train`` (the discriminator trunk).
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (see :func:`dim.core.device.select_device`);
-            ``None`` means ``"auto"``.
+        path: a run directory or its ``checkpoint.pt``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (``None`` means ``"auto"``).
 
     Returns:
         The model, with ``source`` set to the checkpoint file (used by :func:`fingerprint`).
 
     Raises:
         FileNotFoundError: if there is no checkpoint at ``path``.
-        ValueError: if the file is not a DIM or InfoGAN checkpoint.
+        ValueError: if the file is not a toolkit checkpoint, or no loader knows its kind.
     """
-    file = checkpoint_file(path)
-    kind = checkpoint_kind(file)
-    device = select_device("auto" if device is None else str(device))
-    if kind == "dim":
-        from dim import load_encoder
-
-        model = load_encoder(file, device=device)
-    else:
-        from infogan import load_feature_extractor
-
-        model = load_feature_extractor(file, device=device)
-    if model.source is None:
-        model.source = str(file)
-    return model.to(device).eval()
+    return load_feature_extractor(path, device)

@@ -5,11 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import dim
-from dim.core.checkpoint import atomic_save
-from dim.core.features import FeatureExtractor
 from dim.mi import LocalSeparableCritic
-from dim.models import Encoder, FeatureHead
+from dim.models import Encoder
 from dim.objective import CrossLocationInfoNCE, DeepInfoMax
 
 
@@ -108,27 +105,3 @@ def test_cross_location_infonce_matches_a_direct_softmax():
             logits = torch.cat([scores[i, i, l : l + 1], negatives])
             expected.append(logits[0] - torch.logsumexp(logits, 0))
     assert torch.allclose(mi, torch.stack(expected).mean() + torch.log(torch.tensor(1.0 + 2 * 4)), atol=1e-5)
-
-
-def test_load_encoder_returns_a_feature_extractor(tmp_path):
-    model = DeepInfoMax(Encoder(channels=1, image_size=28), critic_hidden=16)
-    checkpoint = {"kind": "dim", "encoder_config": model.encoder.config(), "model": model.state_dict()}
-    atomic_save(checkpoint, tmp_path / "checkpoint.pt")
-    extractor = dim.load_encoder(tmp_path, feature="fc")
-    assert isinstance(extractor, FeatureExtractor) and not extractor.training
-    assert (extractor.image_size, extractor.channels, extractor.feature_dim) == (28, 1, 1024)
-    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
-    reference = FeatureHead(model.encoder.eval(), "fc")
-    with torch.no_grad():
-        assert torch.allclose(extractor(images), reference(images.float() / 127.5 - 1), atol=1e-5)
-
-
-def test_load_encoder_refuses_other_checkpoints(tmp_path):
-    atomic_save({"kind": "infogan"}, tmp_path / "checkpoint.pt")
-    with pytest.raises(ValueError, match="'infogan' checkpoint, but a 'dim' checkpoint is needed"):
-        dim.load_encoder(tmp_path)
-    atomic_save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a checkpoint written by this toolkit"):
-        dim.load_encoder(tmp_path / "other.pt")
-    with pytest.raises(FileNotFoundError):
-        dim.load_encoder(tmp_path / "missing")

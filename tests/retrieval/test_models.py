@@ -72,7 +72,7 @@ def test_infogan_checkpoint_builds_an_index(tmp_path: Path, image_dir: Path) -> 
     run_dir = train(
         TrainConfig(dataset="shapes", out=str(tmp_path / "gan"), iterations=1, batch_size=4, device="cpu", log_every=1),
         progress=False,
-    )
+    ).run_dir
     index = Index.build(run_dir, image_dir, tmp_path / "index", device="cpu", num_workers=0)
     assert index.manifest["model"]["name"].startswith("infogan:") and index.feature_dim == 1024
     loaded = Index.load(tmp_path / "index", device="cpu")

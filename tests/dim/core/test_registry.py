@@ -1,0 +1,46 @@
+"""The feature-loader registry: a new model family plugs in without touching search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dim.core import registry
+from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.features import FeatureExtractor
+
+
+def test_the_installed_products_declare_their_loaders():
+    assert {"dim", "infogan"} <= set(registry.feature_loader_kinds())
+
+
+def test_a_registered_kind_loads_through_the_registry_and_search(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_registered", {})
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    seen = {}
+
+    def load_toy(path, device):
+        seen["args"] = (path, device)
+        checkpoint = torch.load(path, weights_only=True)
+        network.load_state_dict(checkpoint["modules"]["model"])
+        return FeatureExtractor(network, image_size=4, channels=3, feature_dim=5, name="toy:out")
+
+    registry.register_feature_loader("toy", load_toy)
+    atomic_save(make_checkpoint("toy", {}, 0, {"model": network}, {}, []), tmp_path / "checkpoint.pt")
+    from retrieval.models import load_model  # search asks the registry; it knows no "toy"
+
+    extractor = load_model(tmp_path, device="cpu")
+    assert seen["args"] == (tmp_path / "checkpoint.pt", torch.device("cpu"))
+    assert extractor.name == "toy:out" and not extractor.training
+    assert extractor.source == str(tmp_path / "checkpoint.pt")  # filled in for the index fingerprint
+    assert extractor(torch.zeros(2, 3, 4, 4, dtype=torch.uint8)).shape == (2, 5)
+
+
+def test_a_kind_without_loader_is_refused_with_the_known_kinds(tmp_path):
+    atomic_save(make_checkpoint("mystery", {}, 0, {}, {}, []), tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"'mystery' checkpoint, but one of \[.*'dim'.*'infogan'.*\] is needed"):
+        registry.load_feature_extractor(tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="no feature loader for 'mystery' checkpoints.*dim_toolkit.feature_loaders"):
+        registry.feature_loader("mystery")
+    with pytest.raises(ValueError, match="non-empty"):
+        registry.register_feature_loader("", lambda path, device: None)
