@@ -64,12 +64,12 @@ def main() -> None:
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
-    rows = result.metrics
+    rows = result.rows
     images_per_s = sum(r["images_per_s"] * r["seconds"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9)
     summary = {
         "preset": args.preset,
-        "knn_top1": result.knn_top1,
-        "epochs": result.epoch,
+        "knn_top1": result.metrics["knn_top1"],
+        "epochs": result.metrics["epoch"],
         "steps": result.step,
         "train_images_per_s": images_per_s,
         "train_mflop_per_image": flops / 1e6,

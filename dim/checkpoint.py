@@ -20,9 +20,10 @@ CHECKPOINT_KIND = "dim"
 
 def encoder_from_checkpoint(checkpoint: dict) -> Encoder:
     """Rebuild the trained encoder stored in a DIM checkpoint dict (see :func:`dim.train.train`)."""
-    encoder = Encoder(**checkpoint["encoder_config"])
+    encoder = Encoder(**checkpoint["state"]["encoder_config"])
     prefix = "encoder."
-    encoder.load_state_dict({k[len(prefix) :]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)})
+    weights = checkpoint["modules"]["model"]  # DeepInfoMax's: the encoder and the critics
+    encoder.load_state_dict({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
     return encoder
 
 

@@ -107,8 +107,9 @@ def train_command(compile_: bool, resume: bool, **options) -> None:
     """
     with _user_errors():
         result = train(TrainConfig(compile=compile_, **options), resume=resume)
-    knn = "" if result.knn_top1 is None else f", kNN top-1 {result.knn_top1:.4f}"
-    click.echo(f"trained to epoch {result.epoch:g} (step {result.step}){knn}; run directory {result.run_dir}")
+    knn_top1 = result.metrics["knn_top1"]
+    knn = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f}"
+    click.echo(f"trained to epoch {result.metrics['epoch']:g} (step {result.step}){knn}; run directory {result.run_dir}")
 
 
 @main.command("eval")

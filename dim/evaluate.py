@@ -34,7 +34,8 @@ def evaluate_checkpoint(
         path: a run directory or a ``checkpoint.pt``; the neighbour grid ``knn.png`` is written next to it.
         data_dir: dataset root (default: the one the run was trained with).
         feature: ``z``, ``fc`` or ``conv`` (see :func:`dim.checkpoint.load_encoder`).
-        k, temperature: the kNN protocol's parameters.
+        k: neighbours that vote (200 in the protocol).
+        temperature: T of the vote weight ``exp(cos / T)`` (0.1 in the protocol).
         linear: also report a linear probe's top-1.
         device: where to run the encoder.
         batch_size: images per forward pass.

@@ -185,7 +185,9 @@ class DeepInfoMax(nn.Module):
         prior: ``kl`` (closed-form KL of the Gaussian code to N(0, I)),
             ``adversarial`` (see :class:`AdversarialPrior`, which the trainer
             holds next to this module) or ``none``.
-        alpha, beta, gamma: weights of the global, local and prior terms.
+        alpha: weight of the global MI term.
+        beta: weight of the local MI term.
+        gamma: weight of the prior term.
         critic_hidden: hidden width of the critics.
         gather: for DDP, a function that all-gathers a per-rank tensor along the
             batch (see :func:`dim.mi.gather.all_gather_with_local_grad`); negatives

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,56 +31,23 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dim.augment import augment
+from dim.checkpoint import CHECKPOINT_KIND
 from dim.config import RESUMABLE, TrainConfig
-from dim.core.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
+from dim.core.checkpoint import atomic_save, make_checkpoint
 from dim.core.data import ImageDataset, load_dataset
-
-# Statistics accumulated on the device each step, in this order.
-from dim.core.device import seed_everything, select_device
-from dim.core.distributed import (
-    DistributedContext,
-    init_distributed,
-    process_device,
-    shutdown_distributed,
-)
+from dim.core.device import adam, seed_everything, select_device
+from dim.core.distributed import DistributedContext, init_distributed, process_device, shutdown_distributed
 from dim.core.features import FeatureExtractor
 from dim.core.images import normalize_images
+from dim.core.metrics import MetricsLog, MetricWindow
 from dim.core.probes import evaluate, subset_indices
-from dim.core.runs import (
-    MetricsLog,
-    default_run_dir,
-    rng_state,
-    set_rng_state,
-    write_config,
-)
+from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_config
 from dim.mi.gather import all_gather_with_local_grad
 from dim.models import Encoder, FeatureHead
-from dim.objective import (
-    AdversarialPrior,
-    DeepInfoMax,
-)
+from dim.objective import AdversarialPrior, DeepInfoMax
 
 # Statistics accumulated on the device each step, in this order.
 STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
-
-
-@dataclass
-class TrainResult:
-    """What a call to :func:`train` did.
-
-    Attributes:
-        run_dir: the run directory.
-        step: optimiser steps taken in total (including earlier sessions of a resumed run).
-        epoch: completed epochs (fractional when stopped mid-epoch by ``max_steps``).
-        knn_top1: kNN top-1 of the final evaluation (``None`` for unlabelled data or no training).
-        metrics: the ``metrics.csv`` rows written by this call.
-    """
-
-    run_dir: Path
-    step: int
-    epoch: float
-    knn_top1: float | None
-    metrics: list[dict[str, Any]]
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> Tensor:
@@ -116,25 +81,17 @@ class Trainer:
     """One training run; :func:`train` is the way to use it."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
-        checkpoint = None
-        if resume:
-            if config.out is None:
-                raise ValueError("resume needs the run directory to continue (--out RUN_DIR)")
-            checkpoint = load_checkpoint(config.out, kind="dim")
-            saved = TrainConfig(**checkpoint["config"])
-            config = dataclasses.replace(saved, out=config.out, **{name: getattr(config, name) for name in RESUMABLE})
+        self.context: DistributedContext = init_distributed(select_device(config.device))
+        config, self.run_dir, checkpoint = open_run(
+            config, kind=CHECKPOINT_KIND, resume=resume, resumable=RESUMABLE,
+            from_dict=lambda values: TrainConfig(**values), broadcast=self.context.broadcast,
+        )
         config = config.resolved()
         device = select_device(config.device)
-        self.context: DistributedContext = init_distributed(device)
         self.device = process_device(device, self.context)
         self.progress = progress and self.context.is_main
-        if config.num_workers > 0:
-            torch.set_num_threads(config.num_workers)
-        run_dir = Path(config.out) if config.out else default_run_dir(f"dim-{Path(config.dataset).name}")
-        self.run_dir = Path(self.context.broadcast(str(run_dir)))
-        config = dataclasses.replace(config, out=str(self.run_dir))
-        if not resume and (self.run_dir / "checkpoint.pt").exists():
-            raise ValueError(f"{self.run_dir} already holds a checkpoint: pass resume (--resume) or choose another --out")
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         self.config = config
         seed_everything(config.seed + self.context.rank)
 
@@ -156,15 +113,15 @@ class Trainer:
         )
         gather = all_gather_with_local_grad if self.context.enabled else None
         self.model = DeepInfoMax(
-            encoder, config.estimator, config.negatives, config.critic, config.prior,
+            encoder, config.bound, config.negatives, config.critic, config.prior,
             config.alpha, config.beta, config.gamma, config.critic_hidden, gather,
         ).to(self.device, memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)
+        self.optimizer = adam(self.model.parameters(), self.device, lr=config.lr)
         self.adversary: AdversarialPrior | None = None
         self.adversary_optimizer: torch.optim.Optimizer | None = None
         if config.prior == "adversarial":
             self.adversary = AdversarialPrior(config.z_dim).to(self.device)
-            self.adversary_optimizer = torch.optim.Adam(self.adversary.parameters(), lr=config.lr, fused=True)
+            self.adversary_optimizer = adam(self.adversary.parameters(), self.device, lr=config.lr)
         self.step_model: torch.nn.Module = self.model
         if self.context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -176,6 +133,7 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.batch = 0  # next batch within the current epoch
         self.train_seconds = 0.0  # time spent in training steps in this session
+        self.session_start_step = 0  # self.step when this session began
         if checkpoint is not None:
             self._restore(checkpoint)
         elif self.context.is_main:
@@ -195,10 +153,10 @@ class Trainer:
             last = self._finished()
             evaluation = self._evaluate(full=last)
             knn_top1 = evaluation["knn_top1"] if evaluation else None
-            means = (totals / max(images // self.global_batch, 1)).tolist()
+            means = {name: total / max(images // self.global_batch, 1) for name, total in totals.items()}
             row = {
                 "epoch": round(self.epoch + self.batch / self.steps_per_epoch, 4),
-                **dict(zip(STATS, means)),
+                **means,
                 "knn_top1": "" if knn_top1 is None else knn_top1,
                 "images_per_s": images / max(seconds, 1e-9),
                 "lr": self.optimizer.param_groups[0]["lr"],  # the last step's
@@ -213,7 +171,9 @@ class Trainer:
                 f"epoch {row['epoch']:g} step {self.step}: loss {row['loss']:.4f}, MI global {row['global_mi']:.3f} "
                 f"local {row['local_mi']:.3f} nats{knn_text}, {row['images_per_s']:.0f} images/s"
             )
-        return TrainResult(self.run_dir, self.step, self.epoch + self.batch / self.steps_per_epoch, knn_top1, rows)
+        epoch = self.epoch + self.batch / self.steps_per_epoch
+        last = {**(rows[-1] if rows else {}), "epoch": epoch, "knn_top1": knn_top1}
+        return TrainResult(self.run_dir, self.step, self.train_seconds, self.step - self.session_start_step, last, rows)
 
     def _finished(self) -> bool:
         max_steps, time_limit = self.config.max_steps, self.config.time_limit
@@ -223,12 +183,12 @@ class Trainer:
             or (time_limit is not None and self.train_seconds >= 60 * time_limit)
         )
 
-    def _train_epoch(self) -> tuple[Tensor, int, float]:
+    def _train_epoch(self) -> tuple[dict[str, float], int, float]:
         """Train until the end of the epoch or ``max_steps``; returns summed stats, images, seconds."""
         config, rank, batch_size = self.config, self.context.rank, self.config.batch_size
         order = epoch_order(len(self.train_images), config.seed, self.epoch).to(self.device)
-        totals = torch.zeros(len(STATS), device=self.device)
-        window = torch.zeros(len(STATS), device=self.device)
+        window = MetricWindow(STATS, self.device)
+        totals = dict.fromkeys(STATS, 0.0)  # the epoch's sums, added to at each read of the window
         steps = self.steps_per_epoch - self.batch
         if config.max_steps is not None:
             steps = min(steps, config.max_steps - self.step)
@@ -242,24 +202,30 @@ class Trainer:
                 break
             self._set_learning_rate(clock)
             offset = (self.batch * self.context.world_size + rank) * batch_size
-            window += self._train_step(self.train_images[order[offset : offset + batch_size]])
+            window.add(self._train_step(self.train_images[order[offset : offset + batch_size]]))
             self.batch, self.step, done = self.batch + 1, self.step + 1, done + 1
             bar.update()
             if done % config.log_every == 0:
-                values = dict(zip(STATS, (window / config.log_every).tolist()))  # the only sync
-                totals += window
-                window.zero_()
+                values = self._read(window, totals)  # the only sync
                 bar.set_postfix(loss=f"{values['loss']:.3f}", mi_global=f"{values['global_mi']:.3f}",
                                 mi_local=f"{values['local_mi']:.3f}", prior=f"{values['prior']:.3f}")
                 clock = self.context.broadcast(self.train_seconds + time.perf_counter() - start)
-        totals += window
-        totals = totals.cpu()  # waits for the device, so the timing below is complete
+        self._read(window, totals)  # waits for the device, so the timing below is complete
         seconds = time.perf_counter() - start
         self.train_seconds = self.context.broadcast(self.train_seconds + seconds)
         bar.close()
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
         return totals, done * self.global_batch, seconds
+
+    @staticmethod
+    def _read(window: MetricWindow, totals: dict[str, float]) -> dict[str, float]:
+        """Read the window's means (a device sync) and add its sums to the epoch's ``totals``."""
+        steps = window.steps
+        values = window.read()
+        for name, value in values.items():
+            totals[name] += value * steps
+        return values
 
     def budget_used(self, seconds: float) -> float:
         """The largest used-up fraction of the run's budgets after ``seconds`` of training, in [0, 1]."""
@@ -335,38 +301,40 @@ class Trainer:
 
     # --------------------------------------------------------------- checkpoints
 
+    def _networks(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
+        """The modules and optimisers a checkpoint holds, by name."""
+        modules: dict[str, torch.nn.Module] = {"model": self.model}
+        optimizers: dict[str, torch.optim.Optimizer] = {"model": self.optimizer}
+        if self.adversary is not None:
+            modules["adversary"], optimizers["adversary"] = self.adversary, self.adversary_optimizer
+        return modules, optimizers
+
     def _save(self) -> None:
         rng = self.context.gather(rng_state())  # every process's RNG (a collective: all ranks call it)
         if not self.context.is_main:
             return
-        checkpoint = {
-            "kind": "dim",
-            "format": CHECKPOINT_FORMAT,
-            "config": dataclasses.asdict(self.config),
-            "encoder_config": self.model.encoder.config(),
-            "dataset": {"name": self.train_set.name, "classes": self.train_set.classes},
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
+        modules, optimizers = self._networks()
+        state = {
             "epoch": self.epoch,
             "batch": self.batch,
-            "rng": rng,
+            "encoder_config": self.model.encoder.config(),
+            "dataset": self.train_set.name,
+            "classes": self.train_set.classes,
         }
-        if self.adversary is not None:
-            checkpoint["adversary"] = self.adversary.state_dict()
-            checkpoint["adversary_optimizer"] = self.adversary_optimizer.state_dict()
+        checkpoint = make_checkpoint(
+            CHECKPOINT_KIND, dataclasses.asdict(self.config), self.step, modules, optimizers, rng, state
+        )
         atomic_save(checkpoint, self.run_dir / "checkpoint.pt")
 
     def _restore(self, checkpoint: dict) -> None:
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.adversary is not None:
-            self.adversary.load_state_dict(checkpoint["adversary"])
-            self.adversary_optimizer.load_state_dict(checkpoint["adversary_optimizer"])
-        self.step, self.epoch, self.batch = checkpoint["step"], checkpoint["epoch"], checkpoint["batch"]
-        states = checkpoint["rng"]
-        if len(states) == self.context.world_size:
-            set_rng_state(states[self.context.rank])
+        modules, optimizers = self._networks()
+        for name, module in modules.items():
+            module.load_state_dict(checkpoint["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        self.step = self.session_start_step = checkpoint["step"]
+        self.epoch, self.batch = checkpoint["state"]["epoch"], checkpoint["state"]["batch"]
+        restore_rng(checkpoint["rng"], self.context.rank, self.context.world_size)
         if self.context.is_main:
             write_config(self.run_dir, dataclasses.asdict(self.config))
 

@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     result = train(TrainConfig(dataset=args.dataset, data_dir=args.data_dir, epochs=args.epochs, out=args.out))
-    print(f"kNN top-1 on the test split: {result.knn_top1:.3f}; run directory {result.run_dir}")
+    print(f"kNN top-1 on the test split: {result.metrics['knn_top1']:.3f}; run directory {result.run_dir}")
 
     # Embedding images in three lines: load, preprocess, forward.
     encoder = dim.load_encoder(result.run_dir)  # an nn.Module in eval mode, with its preprocessing

@@ -46,14 +46,14 @@ def load_run(path: str | os.PathLike, device: str | torch.device = "cpu") -> Tra
     device = select_device(str(device))
     path = Path(path)
     checkpoint = load_checkpoint(path, CHECKPOINT_KIND)
-    config = TrainConfig.from_dict(checkpoint["config"])
+    config, state = TrainConfig.from_dict(checkpoint["config"]), checkpoint["state"]
     model = InfoGAN(
-        config.latent_spec(), checkpoint["channels"], checkpoint["image_size"], config.separate_q, config.learn_sigma
+        config.latent_spec(), state["channels"], state["image_size"], config.separate_q, config.learn_sigma
     )
-    model.load_state_dict(checkpoint["model"])
+    model.load_state_dict(checkpoint["modules"]["model"])
     model.to(device).eval()
     file = path / "checkpoint.pt" if path.is_dir() else path
-    return TrainedRun(model, config, int(checkpoint["step"]), list(checkpoint["classes"]), file)
+    return TrainedRun(model, config, int(checkpoint["step"]), list(state["classes"]), file)
 
 
 def load_feature_extractor(

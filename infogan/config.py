@@ -9,6 +9,10 @@ if TYPE_CHECKING:
     from infogan.codes import LatentSpec
 
 
+# Settings that may change when a run is resumed; the rest come from the checkpoint.
+RESUMABLE = ("iterations", "device", "data_dir")
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` and in the checkpoint.
@@ -26,7 +30,10 @@ class TrainConfig:
         batch_size: images per step for D and for G.
         seed: seeds every RNG; the same seed and device give the same run.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ...
-        noise_dim, noise, categorical, continuous: the latent space (:class:`~infogan.codes.LatentSpec`).
+        noise_dim: number of incompressible noise variables z (see :class:`~infogan.codes.LatentSpec`).
+        noise: prior of z, ``uniform`` or ``normal``.
+        categorical: the number of categories of each categorical code.
+        continuous: the number of continuous codes, each Uniform(-1, 1).
         lambda_info: weight lambda of the information term; 0 gives a plain GAN.
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
         lambda_invariance: weight of the invariance term: the categorical codes'
@@ -36,8 +43,10 @@ class TrainConfig:
             warped copy of it (IIC, :class:`dim.mi.PairedCategoricalMI`); 0 (the paper) turns it off.
         learn_sigma: Q predicts a (clamped) log sigma per continuous code instead of sigma = 1.
         separate_q: Q gets its own trunk instead of sharing D's.
-        lr_d, lr_g: Adam learning rates of D and of G (with Q).
-        beta1, beta2: Adam's betas.
+        lr_d: Adam learning rate of D.
+        lr_g: Adam learning rate of G (with Q).
+        beta1: Adam's beta1 (both optimisers).
+        beta2: Adam's beta2 (both optimisers).
         log_every: steps between metrics rows, progress-bar updates and divergence checks.
         sample_every: steps between ``samples/step_NNNNNN.png`` grids.
         checkpoint_every: steps between checkpoints (one is always written at the end).

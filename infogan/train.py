@@ -20,13 +20,10 @@ maximise the mutual information between its c1 for an image and for the copy
 (IIC, :class:`dim.mi.PairedCategoricalMI`): Q's codes must then group real
 images confidently and consistently, not only tell the fakes apart.
 
-D scores the real and the fake batch in one concatenated pass (bigger matrix
-products, one weight gradient instead of two to add), but its BatchNorm layers
-normalise each half with its own batch statistics
-(:func:`infogan.models.batch_norm`): exactly two separate passes, as in the
-paper's code, so the fake half of the D step is normalised like the all-fake
-batch of the G step. Plain BatchNorm on the concatenation would mix real and
-fake statistics.
+The losses of both steps are :class:`infogan.objective.InfoGANObjective`'s;
+this module is the loop around them: data on the device, optimisers, the run
+directory (:func:`dim.core.runs.open_run`), checkpoints, sample grids and the
+divergence guard.
 
 The loop keeps the losses on the device and reads them back only every
 ``log_every`` steps (one sync), where it also checks for divergence.
@@ -36,64 +33,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.core.checkpoint import CHECKPOINT_FORMAT, atomic_save, load_checkpoint
-from dim.core.device import seed_everything, select_device
+from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.device import adam, seed_everything, select_device
 from dim.core.images import normalize_images
-from dim.core.runs import (
-    MetricsLog,
-    default_run_dir,
-    rng_state,
-    set_rng_state,
-    write_config,
-)
-from dim.mi import PairedCategoricalMI
+from dim.core.metrics import MetricsLog, MetricWindow
+from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_config
 from infogan.augment import random_affine
 from infogan.checkpoint import CHECKPOINT_KIND
-from infogan.codes import Latent
-from infogan.config import TrainConfig
+from infogan.config import RESUMABLE, TrainConfig
 from infogan.models import InfoGAN
-from infogan.objective import InfoLoss, InfoOutput, discriminator_loss, generator_loss
+from infogan.objective import InfoGANObjective
 
 
 class TrainingDiverged(RuntimeError):
     """Training stopped because a loss became NaN/inf or exploded; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainResult:
-    """What :meth:`Trainer.fit` did: the steps reached and the speed of the loop."""
-
-    run_dir: Path | None
-    step: int
-    seconds: float
-    it_per_s: float
-
-
-class GeneratorObjective(NamedTuple):
-    """What :meth:`Trainer.g_objective` returns.
-
-    Attributes:
-        total: the loss of the G + Q step: non-saturating loss + lambda * (-L_I)
-            + lambda_invariance * invariance - lambda_iic * iic.
-        adversarial: its non-saturating part.
-        info: the information term, with L_I per code.
-        invariance: Q's categorical cross-entropy on the warped fakes (``None`` when off).
-        iic: IIC's I(c; c') in nats on real images and their warps (``None`` when off).
-    """
-
-    total: Tensor
-    adversarial: Tensor
-    info: InfoOutput
-    invariance: Tensor | None
-    iic: Tensor | None
 
 
 def _update(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[torch.nn.Parameter]) -> None:
@@ -142,125 +102,18 @@ class Trainer:
         self.spec = config.latent_spec()
         channels, image_size = images.shape[1], images.shape[-1]
         self.model = InfoGAN(self.spec, channels, image_size, config.separate_q, config.learn_sigma).to(self.device)
-        self.info_loss = InfoLoss(self.spec, config.lambda_cont)
-        self.iic = PairedCategoricalMI()
+        self.objective = InfoGANObjective(
+            self.model, self.spec, config.lambda_info, config.lambda_cont, config.lambda_invariance, config.lambda_iic
+        )
         self.d_params = self.model.d_parameters()
         self.g_params = self.model.g_parameters()
-        # The fused kernel: one pass over the ~14 M parameters instead of a dozen (a third of the CPU step's Adam time).
-        adam = {"betas": (config.beta1, config.beta2), "fused": self.device.type in ("cpu", "cuda") or None}
-        self.opt_d = torch.optim.Adam(self.d_params, lr=config.lr_d, **adam)
-        self.opt_g = torch.optim.Adam(self.g_params, lr=config.lr_g, **adam)
+        betas = (config.beta1, config.beta2)
+        self.opt_d = adam(self.d_params, self.device, lr=config.lr_d, betas=betas)
+        self.opt_g = adam(self.g_params, self.device, lr=config.lr_g, betas=betas)
         self.images = images.to(self.device)
         self.step = 0
         self.last_checkpoint_step: int | None = None
         self.fixed_latent = self.spec.traversal(self.spec.code_names[0], columns=10, seed=config.seed)
-
-    # -- the objective -------------------------------------------------------------------
-
-    def d_objective(
-        self,
-        real: Tensor,
-        fake: Tensor,
-        latent: Latent,
-        warped: Tensor | None = None,
-        real_warped: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
-        """D's loss on ``(B, C, H, W)`` real and (detached) fake images.
-
-        Args:
-            warped: the (detached) randomly warped fakes when the invariance
-                term is on; D's trunk then scores them as one more BatchNorm group.
-            real_warped: the randomly warped real images when the IIC term is
-                on; D's trunk reads them as one more group too.
-
-        Returns:
-            ``(total, adversarial)``: when Q shares D's trunk, ``total`` adds
-            lambda * (-L_I) on the fakes' features (and the invariance and IIC
-            terms), so the trunk learns the codes too.
-        """
-        batch_size = real.shape[0]
-        extras = [images for images in (warped, real_warped) if images is not None]
-        shared = not self.model.separate_q and (self.config.lambda_info > 0 or bool(extras))
-        parts = [real, fake, *extras] if shared else [real, fake]
-        logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
-        adversarial = discriminator_loss(logits[:batch_size], logits[batch_size:2 * batch_size])
-        if not shared:
-            return adversarial, adversarial
-        real_features, fake_features, *extra_features = features.split(batch_size)  # each (B, 1024)
-        warped_features = extra_features[0] if warped is not None else None
-        q_loss, _, _ = self._q_terms(fake, fake_features, latent, warped, warped_features)
-        if real_warped is not None:
-            iic = self._iic_mi(real, real_warped, (real_features, extra_features[-1]))
-            q_loss = q_loss - self.config.lambda_iic * iic
-        return adversarial + q_loss, adversarial
-
-    def g_objective(
-        self,
-        fake: Tensor,
-        latent: Latent,
-        warped: Tensor | None = None,
-        real: Tensor | None = None,
-        real_warped: Tensor | None = None,
-    ) -> GeneratorObjective:
-        """G's (and Q's) loss on ``(B, C, H, W)`` generated images and the latents that made them.
-
-        Args:
-            warped: the same fakes randomly warped (not detached), when the invariance term is on.
-            real, real_warped: real images and their warps, when the IIC term is on.
-                A shared trunk reads them without gradient (it is D's to train),
-                so this step trains Q's head (or Q's own trunk) on them.
-        """
-        batch_size = fake.shape[0]
-        real_features = None
-        if real_warped is not None and not self.model.separate_q:
-            with torch.no_grad():  # the trunk is D's to train: here Q's head learns from its features
-                real_features = self.model.trunk(torch.cat([real, real_warped]), groups=2).split(batch_size)
-        through_d = warped is not None and not self.model.separate_q  # Q reads the warped fakes through D's trunk
-        parts = [fake, warped] if through_d else [fake]
-        logits, features = self.model.discriminate(torch.cat(parts), groups=len(parts))  # (nB,), (nB, 1024)
-        adversarial = generator_loss(logits[:batch_size])
-        warped_features = features[batch_size:] if through_d else None  # else a separate Q trunk reads the images
-        q_loss, info, invariance = self._q_terms(fake, features[:batch_size], latent, warped, warped_features)
-        total, iic = adversarial + q_loss, None
-        if real_warped is not None:
-            iic = self._iic_mi(real, real_warped, real_features)
-            total = total - self.config.lambda_iic * iic
-        return GeneratorObjective(total, adversarial, info, invariance, iic)
-
-    def _q_terms(
-        self,
-        fake: Tensor,
-        fake_features: Tensor,
-        latent: Latent,
-        warped: Tensor | None,
-        warped_features: Tensor | None,
-    ) -> tuple[Tensor, InfoOutput, Tensor | None]:
-        """``lambda * (-L_I) + lambda_invariance * invariance`` on D's features of the fakes (and warped fakes).
-
-        Returns:
-            ``(weighted sum, info, invariance)``; ``invariance`` is the categorical
-            cross-entropy of Q on the warped fakes, ``None`` without them.
-        """
-        info = self.info_loss(self.model.recognize(fake, fake_features), latent)
-        # lambda = 0 (a plain GAN) still reports L_I but leaves Q's weights without a gradient.
-        total = self.config.lambda_info * info.loss if self.config.lambda_info else info.loss.new_zeros(())
-        invariance = None
-        if warped is not None:
-            warped_q = self.model.recognize(warped, warped_features)
-            invariance = self.info_loss.categorical_loss(warped_q, latent)
-            total = total + self.config.lambda_invariance * invariance
-        return total, info, invariance
-
-    def _iic_mi(self, real: Tensor, real_warped: Tensor, features: tuple[Tensor, Tensor] | None) -> Tensor:
-        """IIC's I(c; c') in nats between Q's categorical codes for real images and for their warps.
-
-        Summed over the categorical codes; differentiable. ``features`` are D's
-        trunk features of both batches when Q shares the trunk (else ``None``).
-        """
-        real_features, warped_features = (None, None) if features is None else features
-        q_real = self.model.recognize(real, real_features)
-        q_warped = self.model.recognize(real_warped, warped_features)
-        return -torch.stack([self.iic(a, b).loss for a, b in zip(q_real.logits, q_warped.logits)]).sum()
 
     def train_step(self) -> Tensor:
         """One D step and one G+Q step.
@@ -279,9 +132,9 @@ class Trainer:
         real_warped = random_affine(real) if self.config.lambda_iic else None  # (B, C, H, W)
 
         detached = None if warped is None else warped.detach()
-        d_total, d_adversarial = self.d_objective(real, fake.detach(), latent, detached, real_warped)
+        d_total, d_adversarial = self.objective.discriminator(real, fake.detach(), latent, detached, real_warped)
         _update(self.opt_d, d_total, self.d_params)
-        g = self.g_objective(fake, latent, warped, real, real_warped)
+        g = self.objective.generator(fake, latent, warped, real, real_warped)
         _update(self.opt_g, g.total, self.g_params)
         self.step += 1
         values = [torch.stack([d_adversarial, g.adversarial, g.info.loss]).detach(), g.info.mi]
@@ -306,21 +159,20 @@ class Trainer:
         config = self.config
         metrics = MetricsLog(self.run_dir) if self.run_dir is not None else None
         start_step, start_time = self.step, time.perf_counter()
-        window, window_steps, window_time = None, 0, start_time
+        window, window_time, means = MetricWindow(self.metric_names, self.device), start_time, {}
         bar = tqdm(total=config.iterations, initial=self.step, desc="infogan", unit="it", disable=not progress)
         try:
             while self.step < config.iterations:
-                values = self.train_step()
-                window = values if window is None else window + values
-                window_steps += 1
+                window.add(self.train_step())
                 bar.update(1)
                 final = self.step == config.iterations
                 save = self.run_dir is not None and (final or self.step % config.checkpoint_every == 0)
                 if final or save or self.step % config.log_every == 0:
                     now = time.perf_counter()
-                    means = dict(zip(self.metric_names, (window / window_steps).tolist()))  # one sync
-                    means["it_per_s"] = window_steps / max(now - window_time, 1e-9)
-                    window, window_steps, window_time = None, 0, now
+                    steps = window.steps
+                    means = window.read()  # the only sync
+                    means["it_per_s"] = steps / max(now - window_time, 1e-9)
+                    window_time = now
                     self._check_divergence(means)
                     bar.set_postfix_str(self._summary(means), refresh=False)
                     if metrics is not None:
@@ -334,7 +186,7 @@ class Trainer:
             if metrics is not None:
                 metrics.close()
         seconds = time.perf_counter() - start_time
-        return TrainResult(self.run_dir, self.step, seconds, (self.step - start_step) / max(seconds, 1e-9))
+        return TrainResult(self.run_dir, self.step, seconds, self.step - start_step, means)
 
     def _summary(self, means: dict[str, float]) -> str:
         codes = " ".join(f"{name}={means[f'mi_{name}']:.2f}" for name in self.spec.code_names)
@@ -369,29 +221,21 @@ class Trainer:
         save_image(self.model.generate(self.fixed_latent).add(1).div(2), path, nrow=10, padding=2)
 
     def state_dict(self) -> dict[str, Any]:
-        """The checkpoint: models, optimisers, step and every RNG, for an exact resume."""
-        return {
-            "kind": CHECKPOINT_KIND,
-            "format": CHECKPOINT_FORMAT,
-            "config": self.config.to_dict(),
-            "image_size": self.model.image_size,
-            "channels": self.model.channels,
-            "classes": self.classes,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "opt_d": self.opt_d.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "rng": rng_state(),
-        }
+        """The checkpoint (:mod:`dim.core.checkpoint`'s layout): models, optimisers, step and RNG, for an exact resume."""
+        state = {"image_size": self.model.image_size, "channels": self.model.channels, "classes": self.classes}
+        optimizers = {"d": self.opt_d, "g": self.opt_g}
+        return make_checkpoint(
+            CHECKPOINT_KIND, self.config.to_dict(), self.step, {"model": self.model}, optimizers, [rng_state()], state
+        )
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (call after construction, before :meth:`fit`)."""
-        self.model.load_state_dict(checkpoint["model"])
-        self.opt_d.load_state_dict(checkpoint["opt_d"])
-        self.opt_g.load_state_dict(checkpoint["opt_g"])
+        self.model.load_state_dict(checkpoint["modules"]["model"])
+        self.opt_d.load_state_dict(checkpoint["optimizers"]["d"])
+        self.opt_g.load_state_dict(checkpoint["optimizers"]["g"])
         self.step = int(checkpoint["step"])
         self.last_checkpoint_step = self.step
-        set_rng_state(checkpoint["rng"])
+        restore_rng(checkpoint["rng"], rank=0, world_size=1)
 
     def save_checkpoint(self) -> None:
         """Atomically write ``checkpoint.pt``, unless the weights hold NaN/inf (then training stops)."""
@@ -408,37 +252,26 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
     Args:
         config: the run's settings (see :class:`TrainConfig`).
         resume: continue the run in ``config.out`` from its checkpoint. The saved
-            settings are used, except ``iterations`` (to extend a run),
-            ``device`` and ``data_dir``.
+            settings are used, except those in :data:`infogan.config.RESUMABLE`
+            (``data_dir`` left unset keeps the run's own).
         progress: show a progress bar while decoding image files.
 
     Raises:
         ValueError: if ``config.out`` already holds a run and ``resume`` is not set,
-            or ``resume`` is set without a run to resume.
+            ``resume`` is set without a run directory, or the run is already at ``iterations``.
+        FileNotFoundError: for ``resume`` without a checkpoint.
     """
     from dim.core.data import (
         load_dataset,  # imported here: torchvision adds seconds to every CLI start
     )
 
-    checkpoint = None
-    if resume:
-        if config.out is None:
-            raise ValueError("resume needs the run directory to continue: pass --out RUN_DIR")
-        run_dir = Path(config.out)
-        checkpoint = load_checkpoint(run_dir, CHECKPOINT_KIND)
-        saved = TrainConfig.from_dict(checkpoint["config"])
-        config = replace(saved, iterations=config.iterations, device=config.device,
-                         data_dir=config.data_dir or saved.data_dir, out=str(run_dir))
-        if config.iterations <= checkpoint["step"]:
-            raise ValueError(
-                f"{run_dir} is already at step {checkpoint['step']}; pass --iterations above it to train further"
-            )
-    else:
-        run_dir = Path(config.out) if config.out else default_run_dir(f"infogan-{Path(config.dataset).name}")
-        if (run_dir / "checkpoint.pt").exists():
-            raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or choose another --out")
-        config = replace(config, out=str(run_dir))
-
+    config, run_dir, checkpoint = open_run(
+        config, kind=CHECKPOINT_KIND, resume=resume, resumable=RESUMABLE, from_dict=TrainConfig.from_dict
+    )
+    if checkpoint is not None and config.iterations <= checkpoint["step"]:
+        raise ValueError(
+            f"{run_dir} is already at step {checkpoint['step']}; pass --iterations above it to train further"
+        )
     dataset = load_dataset(
         config.dataset, "train", config.data_dir,
         image_size=config.image_size, channels=config.channels, progress=progress,
@@ -451,18 +284,21 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
     return trainer
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train InfoGAN as ``config`` says and return the run directory.
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train InfoGAN as ``config`` says.
 
     Arguments as :func:`make_trainer`.
+
+    Returns:
+        What the call did: the run directory, steps, time and the last logged metrics.
 
     Raises:
         ValueError: see :func:`make_trainer`.
         TrainingDiverged: if training diverges (the last good checkpoint is kept).
 
     Example:
-        >>> run_dir = train(TrainConfig(dataset="mnist", data_dir="../shared/datasets", iterations=200))
+        >>> result = train(TrainConfig(dataset="mnist", data_dir="../shared/datasets", iterations=200))
+        >>> result.run_dir, result.metrics["mi_c1"]
     """
     trainer = make_trainer(config, resume=resume, progress=progress)
-    trainer.fit(progress)
-    return trainer.run_dir
+    return trainer.fit(progress)

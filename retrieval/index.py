@@ -115,7 +115,7 @@ class Index:
         self,
         directory: Path,
         model: FeatureExtractor,
-        faiss_index: faiss.IndexIDMap,
+        faiss_index: faiss.IndexIDMap | None,
         records: list[ImageRecord],
         skipped: dict[str, str],
         manifest: dict[str, Any],
@@ -220,11 +220,17 @@ class Index:
 
         Raises:
             FileNotFoundError: if a file of the index, or the recorded checkpoint, is missing.
-            ValueError: if the Faiss ids and the metadata disagree (the message names both counts).
+            ValueError: if the manifest is of another format, or the Faiss ids and the metadata
+                disagree (the message names both counts).
             ModelMismatchError: if ``model`` is not the model the index was built with.
         """
         directory = Path(index_dir)
         manifest = store.read_manifest(directory)
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(
+                f"{directory} is an index of manifest format {manifest.get('format')!r}, but this version of "
+                f"dim-toolkit reads format {MANIFEST_FORMAT}: rebuild it with `dim-search build`"
+            )
         records = store.read_metadata(directory)
         faiss_index = store.read_index(directory)
         _check_consistent(directory, manifest, records, faiss_index)

@@ -34,6 +34,8 @@ does for bounds.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -222,7 +224,7 @@ CRITICS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
 CRITIC_SCOPES = ("global", "local")
 
 
-def make_critic(form: str, scope: str, x_dim: int, z_dim: int, hidden_dim: int = 512, **options) -> nn.Module:
+def make_critic(form: str, scope: str, x_dim: int, z_dim: int, hidden_dim: int = 512, **options: Any) -> nn.Module:
     """Build a critic by its form (a key of :data:`CRITICS`) and scope (``global`` or ``local``).
 
     Args:

@@ -42,9 +42,11 @@ def test_resume_continues_exactly(tmp_path):
     resumed = train(dataclasses.replace(TINY, out=str(tmp_path / "b"), max_steps=6), resume=True, progress=False)
     assert straight.step == resumed.step == 6
     expected, actual = load_checkpoint(tmp_path / "a", "dim"), load_checkpoint(tmp_path / "b", "dim")
-    for name, tensor in expected["model"].items():
-        assert torch.equal(tensor, actual["model"][name]), name
-    assert expected["optimizer"]["state"][0]["exp_avg"].equal(actual["optimizer"]["state"][0]["exp_avg"])
+    for name, tensor in expected["modules"]["model"].items():
+        assert torch.equal(tensor, actual["modules"]["model"][name]), name
+    expected_adam, actual_adam = expected["optimizers"]["model"]["state"], actual["optimizers"]["model"]["state"]
+    assert expected_adam[0]["exp_avg"].equal(actual_adam[0]["exp_avg"])
+    assert (expected["state"]["epoch"], expected["state"]["batch"]) == (actual["state"]["epoch"], actual["state"]["batch"])
 
 
 def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
@@ -55,7 +57,7 @@ def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
         # set before the 4th and last step, at progress 3/4 of max_steps (the 10 epochs are far off)
         last = 1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 4))
         assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(last)
-        assert result.metrics[-1]["lr"] == pytest.approx(last)  # and logged in metrics.csv
+        assert result.rows[-1]["lr"] == pytest.approx(last)  # and logged in metrics.csv
     finally:
         trainer.close()
     timed = Trainer(dataclasses.replace(TINY, out=str(tmp_path / "time"), time_limit=2.0), progress=False)
@@ -71,14 +73,14 @@ def test_cosine_schedule_decays_over_the_budget_that_runs_out_first(tmp_path):
 def test_two_view_training_runs(tmp_path):
     config = dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=2, views=2, augment="flip-crop-jitter")
     result = train(config, progress=False)
-    assert result.step == 2 and all(math.isfinite(result.metrics[-1][name]) for name in ("loss", "local_mi"))
+    assert result.step == 2 and all(math.isfinite(result.metrics[name]) for name in ("loss", "local_mi"))
 
 
 def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
         train(dataclasses.replace(TINY, out=str(tmp_path / "none"), max_steps=1), resume=True, progress=False)
     train(dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=1), progress=False)
-    with pytest.raises(ValueError, match="already holds a checkpoint"):
+    with pytest.raises(ValueError, match="already holds a run"):
         train(dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=1), progress=False)
 
 

@@ -64,7 +64,7 @@ def _grad_norms(loss, params):
 def test_info_gradient_reaches_g_and_q(grey_images, make_config):
     trainer = Trainer(make_config(), grey_images)
     _, fake, latent = _batch(trainer)
-    info = trainer.g_objective(fake, latent).info
+    info = trainer.objective.generator(fake, latent).info
     model = trainer.model
     assert all(n > 0 for n in _grad_norms(info.loss, list(model.generator.parameters())))
     assert all(n > 0 for n in _grad_norms(info.loss, list(model.q_head.parameters())))
@@ -73,16 +73,16 @@ def test_info_gradient_reaches_g_and_q(grey_images, make_config):
 def test_shared_trunk_gets_the_info_gradient_in_the_d_step(grey_images, make_config):
     trainer = Trainer(make_config(), grey_images)
     real, fake, latent = _batch(trainer)
-    total, adversarial = trainer.d_objective(real, fake.detach(), latent)
+    total, adversarial = trainer.objective.discriminator(real, fake.detach(), latent)
     assert all(n > 0 for n in _grad_norms(total - adversarial, list(trainer.model.trunk.parameters())))
 
 
 def test_separate_q_keeps_the_info_gradient_out_of_d(grey_images, make_config):
     trainer = Trainer(make_config(separate_q=True), grey_images)
     real, fake, latent = _batch(trainer)
-    total, adversarial = trainer.d_objective(real, fake.detach(), latent)
+    total, adversarial = trainer.objective.discriminator(real, fake.detach(), latent)
     assert total is adversarial  # no information term in D's loss
-    info = trainer.g_objective(fake, latent).info
+    info = trainer.objective.generator(fake, latent).info
     assert all(n == 0 for n in _grad_norms(info.loss, trainer.model.d_parameters()))
     assert all(n > 0 for n in _grad_norms(info.loss, list(trainer.model.q_trunk.parameters())))
 
@@ -110,7 +110,7 @@ def test_invariance_term_scores_q_on_the_warped_fakes(grey_images, make_config):
     trainer = Trainer(make_config(lambda_invariance=0.5), grey_images)
     real, fake, latent = _batch(trainer)
     warped = random_affine(fake)
-    invariance = trainer.g_objective(fake, latent, warped).invariance
+    invariance = trainer.objective.generator(fake, latent, warped).invariance
     # D's trunk reads [fake; warped] as two BatchNorm groups: the same as Q on the warped batch alone
     expected = F.cross_entropy(trainer.model.recognize(warped).logits[0], latent.categorical[:, 0])
     torch.testing.assert_close(invariance, expected)
@@ -118,10 +118,10 @@ def test_invariance_term_scores_q_on_the_warped_fakes(grey_images, make_config):
     assert all(n > 0 for n in _grad_norms(invariance, list(model.generator.parameters())))  # through the warp
     assert all(n > 0 for n in _grad_norms(invariance, list(model.q_head.parameters())))
 
-    total, adversarial = trainer.d_objective(real, fake.detach(), latent, warped.detach())
-    _, plain_adversarial = trainer.d_objective(real, fake.detach(), latent)
+    total, adversarial = trainer.objective.discriminator(real, fake.detach(), latent, warped.detach())
+    _, plain_adversarial = trainer.objective.discriminator(real, fake.detach(), latent)
     torch.testing.assert_close(adversarial, plain_adversarial)  # the warped group leaves D's game alone
-    info = trainer.info_loss(model.recognize(fake.detach()), latent).loss
+    info = trainer.objective.info_loss(model.recognize(fake.detach()), latent).loss
     invariance_d = F.cross_entropy(model.recognize(warped.detach()).logits[0], latent.categorical[:, 0])
     torch.testing.assert_close(total - adversarial, info + 0.5 * invariance_d)
 
@@ -144,16 +144,16 @@ def test_iic_term_is_q_mutual_information_on_real_images_and_their_warps(grey_im
     model, iic = trainer.model, PairedCategoricalMI()
     expected = -iic(model.recognize(real).logits[0], model.recognize(real_warped).logits[0]).loss
 
-    g = trainer.g_objective(fake, latent, None, real, real_warped)
+    g = trainer.objective.generator(fake, latent, None, real, real_warped)
     torch.testing.assert_close(g.iic, expected)  # D's trunk reads [real; warped] as two BatchNorm groups
     torch.testing.assert_close(g.total, g.adversarial + g.info.loss - 0.5 * g.iic)
     assert all(n > 0 for n in _grad_norms(g.iic, list(model.q_head.parameters())))
     assert all(n == 0 for n in _grad_norms(g.iic, [*model.generator.parameters(), *model.trunk.parameters()]))
 
-    total, adversarial = trainer.d_objective(real, fake.detach(), latent, None, real_warped)
-    _, plain_adversarial = trainer.d_objective(real, fake.detach(), latent)
+    total, adversarial = trainer.objective.discriminator(real, fake.detach(), latent, None, real_warped)
+    _, plain_adversarial = trainer.objective.discriminator(real, fake.detach(), latent)
     torch.testing.assert_close(adversarial, plain_adversarial)  # the warped real group leaves D's game alone
-    info = trainer.info_loss(model.recognize(fake.detach()), latent).loss
+    info = trainer.objective.info_loss(model.recognize(fake.detach()), latent).loss
     torch.testing.assert_close(total - adversarial, info - 0.5 * expected)
     assert all(n > 0 for n in _grad_norms(total - adversarial - info, list(model.trunk.parameters())))
 
@@ -162,9 +162,9 @@ def test_iic_with_a_separate_q_trains_q_trunk_in_the_g_step(grey_images, make_co
     trainer = Trainer(make_config(lambda_iic=1.0, separate_q=True), grey_images)
     real, fake, latent = _batch(trainer)
     real_warped = random_affine(real)
-    total, adversarial = trainer.d_objective(real, fake.detach(), latent, None, real_warped)
+    total, adversarial = trainer.objective.discriminator(real, fake.detach(), latent, None, real_warped)
     assert total is adversarial
-    iic = trainer.g_objective(fake, latent, None, real, real_warped).iic
+    iic = trainer.objective.generator(fake, latent, None, real, real_warped).iic
     assert all(n > 0 for n in _grad_norms(iic, list(trainer.model.q_trunk.parameters())))
     assert all(n == 0 for n in _grad_norms(iic, trainer.model.d_parameters()))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 
 import pytest
 import torch
 
+import infogan.objective
 from dim.core.checkpoint import load_checkpoint
 from infogan.checkpoint import load_run
 from infogan.train import Trainer, TrainingDiverged, train
@@ -16,7 +16,8 @@ from infogan.train import Trainer, TrainingDiverged, train
 
 def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, grey_images, make_config):
     result = Trainer(make_config(), grey_images, tmp_path).fit(progress=False)
-    assert result.step == 4 and result.it_per_s > 0
+    assert result.step == result.steps == 4 and result.steps_per_s > 0
+    assert math.isfinite(result.metrics["mi_c1"]) and result.run_dir == tmp_path
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
     assert [int(row["step"]) for row in rows] == [1, 2, 3, 4]
     assert {"d_loss", "g_loss", "info_loss", "mi_c1", "mi_c2", "mi_c3", "it_per_s"} <= set(rows[0])
@@ -31,12 +32,14 @@ def test_resume_is_exact(tmp_path, make_config, options):
     """4 steps straight == 2 steps, then resume for 2 more (same seed, CPU; the warps replay too)."""
     straight = train(make_config(dataset="shapes", out=str(tmp_path / "a"), **options), progress=False)
     half = train(make_config(dataset="shapes", out=str(tmp_path / "b"), iterations=2, **options), progress=False)
-    resumed = train(make_config(dataset="shapes", out=str(half), iterations=4), resume=True, progress=False)
-    a, b = load_checkpoint(straight, "infogan"), load_checkpoint(resumed, "infogan")
-    assert a["step"] == b["step"] == 4
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
-    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    resumed = train(make_config(dataset="shapes", out=str(half.run_dir), iterations=4), resume=True, progress=False)
+    a, b = load_checkpoint(straight.run_dir, "infogan"), load_checkpoint(resumed.run_dir, "infogan")
+    assert a["step"] == b["step"] == 4 and resumed.steps == 2
+    for name, tensor in a["modules"]["model"].items():
+        assert torch.equal(tensor, b["modules"]["model"][name]), name
+    for name in ("d", "g"):
+        assert torch.equal(a["optimizers"][name]["state"][0]["exp_avg"], b["optimizers"][name]["state"][0]["exp_avg"])
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
 
 
 def test_existing_run_needs_resume(tmp_path, make_config):
@@ -55,7 +58,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, grey_im
         loss = fake_logits.mean() * 0 + 1
         return loss * math.nan if len(calls) >= 3 else loss
 
-    monkeypatch.setattr(sys.modules["infogan.train"], "generator_loss", poisoned)
+    monkeypatch.setattr(infogan.objective, "generator_loss", poisoned)
     trainer = Trainer(make_config(iterations=10), grey_images, tmp_path)
     with pytest.raises(TrainingDiverged, match=r"diverged by step 3: g_loss=nan.*checkpoint \(step 2\)"):
         trainer.fit(progress=False)

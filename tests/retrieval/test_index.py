@@ -91,6 +91,14 @@ def test_wrong_model_is_refused(index: Index) -> None:
         Index.load(index.directory, model=tiny_model(seed=1))
 
 
+def test_an_index_of_another_manifest_format_is_refused(index: Index) -> None:
+    path = index.directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "format": 0}))
+    with pytest.raises(ValueError, match="manifest format 0, but this version of dim-toolkit reads format 1"):
+        Index.load(index.directory, model=tiny_model())
+
+
 def test_metadata_and_ids_mismatch_names_both_counts(index: Index) -> None:
     metadata = index.directory / METADATA_FILE
     lines = metadata.read_text().splitlines(keepends=True)
