@@ -133,9 +133,14 @@ def test_extensions_are_case_insensitive(tmp_path):
 
 
 def test_images_are_resized_and_centre_cropped(tmp_path):
-    write_image(tmp_path / "wide.png", size=(60, 30))
+    wide = np.zeros((30, 60, 3), dtype=np.uint8)
+    wide[:, 15:45] = (200, 100, 50)  # the central square of a 60x30 image is coloured, its sides black
+    Image.fromarray(wide).save(tmp_path / "wide.png")
     dataset = load_image_folder(tmp_path, image_size=16, channels=1, progress=False)
     assert dataset.images.shape == (1, 1, 16, 16) and dataset.image_size == 16 and dataset.channels == 1
+    assert torch.equal(dataset.images[0], image_to_uint8(Image.open(tmp_path / "wide.png"), 16, 1))  # as at inference
+    grey = round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)  # PIL's ITU-R 601-2 luma
+    assert (dataset.images[0, 0, :, 2:-2] - grey).abs().max() <= 1  # the black sides are cropped away
 
 
 def test_find_images_recurses_sorted_and_skips_hidden(tmp_path):
@@ -204,10 +209,19 @@ def test_missing_named_dataset_says_where_to_put_files(tmp_path):
     assert "download" in message
 
 
-def test_unknown_name_raises():
-    with pytest.raises(ValueError, match="cifar10.*folder"):
+def test_unknown_name_raises_and_lists_every_name():
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet-42'") as error:
         load_dataset("imagenet-42")
-    assert "shapes" in DATASET_NAMES
+    assert f"use one of {', '.join(DATASET_NAMES)}, or the path" in str(error.value)
+
+
+@pytest.mark.parametrize("name", [name for name in DATASET_NAMES if name != "shapes"])
+def test_every_listed_name_is_a_named_dataset(tmp_path, name):
+    """Each name is looked for in the data dir (not refused as unknown), its own folder in the message."""
+    with pytest.raises(FileNotFoundError) as error:
+        load_dataset(name, "train", data_dir=tmp_path, download=False)
+    assert f"{name} (train split) was not found in the data dir {tmp_path}" in str(error.value)
+    assert str(tmp_path / name / "train") in str(error.value)
 
 
 def test_second_load_uses_the_cache(tmp_path, monkeypatch):

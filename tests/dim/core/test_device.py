@@ -1,0 +1,64 @@
+"""Device choice (CUDA, then MPS, then CPU, or as asked) and seeding, with the accelerators' availability faked."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from dim.core.device import seed_everything, select_device
+
+
+@pytest.fixture
+def accelerators(monkeypatch):
+    """Set which accelerators this machine seems to have: ``accelerators(cuda=..., mps=...)``."""
+
+    def fake(cuda: bool, mps: bool) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "expected"),
+    [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_auto_prefers_cuda_then_mps_then_cpu(accelerators, cuda, mps, expected):
+    accelerators(cuda=cuda, mps=mps)
+    assert select_device("auto") == torch.device(expected)
+    assert select_device() == torch.device(expected)  # "auto" is the default
+
+
+def test_a_named_device_is_taken_as_given(accelerators):
+    accelerators(cuda=True, mps=False)
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_an_unavailable_accelerator_is_an_error_that_says_what_to_do(accelerators):
+    accelerators(cuda=False, mps=False)
+    with pytest.raises(ValueError) as error:
+        select_device("cuda")
+    assert str(error.value) == "device 'cuda' was requested but CUDA is not available; use --device auto or cpu"
+    with pytest.raises(ValueError, match=r"device 'cuda:1' was requested but CUDA is not available"):
+        select_device("cuda:1")
+    with pytest.raises(ValueError) as error:
+        select_device("mps")
+    assert str(error.value) == "device 'mps' was requested but MPS is not available; use --device auto or cpu"
+
+
+def draws() -> tuple[float, float, list[float]]:
+    return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+
+def test_seed_everything_seeds_python_numpy_and_torch():
+    seed_everything(3)
+    first = draws()
+    seed_everything(3)
+    assert draws() == first  # every generator replays
+    seed_everything(4)
+    other = draws()
+    assert all(a != b for a, b in zip(first[:2], other[:2])) and first[2] != other[2]
