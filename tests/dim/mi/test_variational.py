@@ -47,7 +47,10 @@ def test_gaussian_gradient_reaches_mean_and_sigma():
     mean = torch.zeros(4, 2, requires_grad=True)
     log_sigma = torch.zeros(4, 2, requires_grad=True)
     GaussianQBound()(mean, torch.full((4, 2), 2.0), log_sigma).loss.backward()
-    assert mean.grad.abs().sum() > 0 and log_sigma.grad.abs().sum() > 0
+    # NLL = log sigma + (c - mean)^2 / (2 sigma^2) + const, averaged over B = 4 and summed over codes:
+    # d/dmean = -(c - mean) / (B sigma^2) = -0.5, d/dlog_sigma = (1 - (c - mean)^2 / sigma^2) / B = -0.75.
+    assert torch.allclose(mean.grad, torch.full((4, 2), -0.5))
+    assert torch.allclose(log_sigma.grad, torch.full((4, 2), -0.75))
 
 
 def test_bad_arguments():
