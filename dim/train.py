@@ -1,9 +1,10 @@
 """Deep InfoMax training: the loop behind ``dim train``.
 
 Example:
-    >>> from dim.train import TrainConfig, train
+    >>> from dim.config import TrainConfig
+    >>> from dim.train import train
     >>> result = train(TrainConfig(dataset="shapes", epochs=1, out="runs/shapes"))
-    >>> result.knn_top1
+    >>> result.metrics["knn_top1"]
 
 The whole training split is decoded once and kept on the training device as
 uint8; each batch is drawn by indexing, normalised, augmented on the device
@@ -11,11 +12,13 @@ and fed in channels-last layout (bf16 autocast on CUDA). Loss terms and MI
 estimates are accumulated on the device and read back once per log interval,
 so the hot path never waits for the device.
 
-A run directory holds ``config.json``, ``checkpoint.pt`` (written atomically at
+The run directory (:mod:`dim.core.runs`) holds ``config.json``,
+``checkpoint.pt`` (:mod:`dim.core.checkpoint`'s layout, written atomically at
 the end of every epoch and of the run; it stores the optimiser, the position in
 the epoch and every RNG, so ``resume=True`` continues exactly), ``metrics.csv``
-(one row per epoch: losses, MI estimates in nats, kNN top-1, images/s) and
-``knn.png`` (test queries and their 9 nearest training images).
+(one row per epoch: losses, MI estimates in nats, kNN top-1, images/s),
+``curves.png`` (with matplotlib) and ``knn.png`` (test queries and their 9
+nearest training images).
 """
 
 from __future__ import annotations
