@@ -17,6 +17,15 @@ RHO = 0.9
 TRUE_MI = -0.5 * math.log(1 - RHO**2)  # 0.830 nats
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine the all-pairs MLP's parallel regions slow down 20-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randn(n, 1)
     return x, RHO * x + math.sqrt(1 - RHO**2) * torch.randn(n, 1)
