@@ -231,3 +231,11 @@ def tune_search_params(
         if recall >= target_recall:
             break
     return {name: value}, recall
+
+
+def reconstruct(index: faiss.IndexIDMap, position: int) -> np.ndarray:
+    """The ``(D,)`` vector stored at ``position`` (storage order, as in :func:`index_ids`)."""
+    inner = inner_index(index)
+    if isinstance(inner, faiss.IndexIVF):
+        inner.make_direct_map()
+    return inner.reconstruct(int(position))

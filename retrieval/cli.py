@@ -16,6 +16,7 @@ from retrieval import __version__
 from retrieval.ann import INDEX_TYPES
 from retrieval.grid import save_result_grid
 from retrieval.index import Index, QueryResult
+from retrieval.lock import IndexLockedError
 from retrieval.store import SKIPPED_FILE
 
 
@@ -24,7 +25,7 @@ def _user_errors() -> Iterator[None]:
     """Show expected failures (bad paths, wrong model, inconsistent index) as one-line errors."""
     try:
         yield
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, IndexLockedError) as error:
         raise click.ClickException(str(error)) from error
 
 
@@ -46,6 +47,11 @@ _model_override_option = click.option(
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="Checkpoint to use instead of the one recorded in the index (it must be the same model).",
+)
+_no_wait_option = click.option(
+    "--no-wait",
+    is_flag=True,
+    help="If another build or add is writing the index, exit with a message instead of waiting for it.",
 )
 
 
@@ -80,6 +86,7 @@ def main() -> None:
 @_device_option
 @_num_workers_option
 @click.option("--overwrite", is_flag=True, help="Replace an index that already exists in the index directory.")
+@_no_wait_option
 def build(
     model: Path,
     image_dir: Path,
@@ -89,15 +96,18 @@ def build(
     device: str,
     num_workers: int | None,
     overwrite: bool,
+    no_wait: bool,
 ) -> None:
     """Embed every image under IMAGE_DIR with MODEL (a DIM run directory or a
     DIM/InfoGAN checkpoint) and write a search index to --index.
 
-    Unreadable files are skipped and listed in INDEX_DIR/skipped.txt.
+    Unreadable files are skipped and listed in INDEX_DIR/skipped.txt. Only one
+    build or add writes an index at a time; a second one waits for the first.
     """
     with _user_errors():
         index = Index.build(
-            model, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True, overwrite=overwrite
+            model, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True,
+            overwrite=overwrite, wait=not no_wait,
         )
     click.echo(_summary(len(index), len(index.skipped), index_dir) + f"; {index.index_type} index in {index_dir}")
 
@@ -109,14 +119,24 @@ def build(
 @_batch_size_option
 @_device_option
 @_num_workers_option
+@_no_wait_option
 def add(
-    index_dir: Path, image_dir: Path, model_path: Path | None, batch_size: int, device: str, num_workers: int | None
+    index_dir: Path,
+    image_dir: Path,
+    model_path: Path | None,
+    batch_size: int,
+    device: str,
+    num_workers: int | None,
+    no_wait: bool,
 ) -> None:
     """Add the images under IMAGE_DIR that INDEX_DIR does not hold yet
-    (already-indexed paths are left alone; previously skipped files are retried)."""
+    (already-indexed paths are left alone; previously skipped files are retried).
+
+    Only one build or add writes an index at a time: a second one waits, then
+    adds only what the first did not."""
     with _user_errors():
         index = Index.load(index_dir, model_path, device)
-        summary = index.add(image_dir, batch_size, num_workers, progress=True)
+        summary = index.add(image_dir, batch_size, num_workers, progress=True, wait=not no_wait)
     click.echo(
         _summary(summary.added, summary.skipped, index_dir)
         + f"; {summary.already_indexed} already indexed; the {index.index_type} index now holds {len(index)} images"

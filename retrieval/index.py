@@ -7,13 +7,16 @@ Example:
     >>> for hit in index.search(["photos/cat.jpg"], k=5)[0].neighbours:
     ...     print(hit.rank, f"{hit.score:.3f}", hit.path)
 
-The files in the index directory are described in :mod:`retrieval.store`.
+The files in the index directory, and how a write switches them in as one, are
+described in :mod:`retrieval.store`; :meth:`Index.build` and :meth:`Index.add` hold
+the directory's lock (:mod:`retrieval.lock`) so that two writers never interleave.
 Vectors are L2-normalised, so scores are cosine similarities in [-1, 1].
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -30,10 +33,12 @@ from dim.core.device import select_device
 from dim.core.features import FeatureExtractor
 from retrieval import ann, store
 from retrieval.embedding import describe_error, embed_batch, embed_paths, eval_mode
+from retrieval.lock import IndexLock, IndexLockedError
 from retrieval.models import ModelFingerprint, fingerprint, load_model
-from retrieval.store import ImageRecord
+from retrieval.store import DamagedIndexError, ImageRecord
 
-MANIFEST_FORMAT = 1
+MANIFEST_FORMAT = 2  # 2: the manifest records its write (id, and size and CRC-32 of every file)
+READ_RETRY_SECONDS = 5.0  # how long a reader waits for a writer that is switching files in
 ModelLike = Union[FeatureExtractor, str, os.PathLike]
 QueryLike = Union[str, os.PathLike, Image.Image]
 
@@ -127,6 +132,7 @@ class Index:
         self.skipped = skipped
         self.manifest = manifest
         self._by_id = {record.id: record for record in records}
+        self._positions: dict[int, int] | None = None  # id -> position in the Faiss index, made on demand
 
     # ------------------------------------------------------------------ creation
 
@@ -142,6 +148,7 @@ class Index:
         device: str | torch.device | None = None,
         progress: bool = False,
         overwrite: bool = False,
+        wait: bool = True,
     ) -> Index:
         """Embed every image under ``image_dir`` and write a new index to ``index_dir``.
 
@@ -157,6 +164,8 @@ class Index:
                 model's own device for a model).
             progress: show a progress bar.
             overwrite: replace an index already in ``index_dir``.
+            wait: if another writer holds the directory's lock, wait for it (printing
+                who holds it); if false, raise :class:`~retrieval.lock.IndexLockedError`.
 
         Returns:
             The loaded index. Unreadable files are listed in ``index.skipped`` and ``skipped.txt``.
@@ -164,15 +173,12 @@ class Index:
         Raises:
             FileExistsError: if ``index_dir`` holds an index and ``overwrite`` is false.
             ValueError: for a bad ``index_type``, or a folder without image files.
+            IndexLockedError: if ``wait`` is false and another writer holds the lock.
         """
         if index_type not in ann.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {list(ann.INDEX_TYPES)}, got {index_type!r}")
         directory = Path(index_dir)
-        if (directory / store.MANIFEST_FILE).exists() and not overwrite:
-            raise FileExistsError(
-                f"{directory} already holds an index; use `dim-search add` (Index.add) to add images, "
-                "or --overwrite (overwrite=True) to rebuild it"
-            )
+        _refuse_existing(directory, overwrite)
         root = _absolute(image_dir)
         paths = find_images(root)
         if not paths:
@@ -200,7 +206,10 @@ class Index:
             "counts": {},
         }
         index = cls(directory, model, None, [], {}, manifest)
-        index._ingest(paths, batch_size, num_workers, progress)
+        with IndexLock(directory, wait=wait):
+            store.recover(directory)
+            _refuse_existing(directory, overwrite)  # again: another writer may have built it meanwhile
+            index._ingest(paths, batch_size, num_workers, progress)
         return index
 
     @classmethod
@@ -218,22 +227,20 @@ class Index:
                 in the manifest. Pass a path or a model when the checkpoint moved.
             device: where to run the model (see :meth:`build`).
 
+        A writer switching its files in at that moment is waited for (at most
+        :data:`READ_RETRY_SECONDS`), and a write that was interrupted while switching
+        is finished first, so the files read always belong to one write.
+
         Raises:
             FileNotFoundError: if a file of the index, or the recorded checkpoint, is missing.
             ValueError: if the manifest is of another format, or the Faiss ids and the metadata
                 disagree (the message names both counts).
+            DamagedIndexError: if a file is truncated, damaged or from another write (a
+                ``ValueError``; the message names the file and says how to rebuild).
             ModelMismatchError: if ``model`` is not the model the index was built with.
         """
         directory = Path(index_dir)
-        manifest = store.read_manifest(directory)
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError(
-                f"{directory} is an index of manifest format {manifest.get('format')!r}, but this version of "
-                f"dim-toolkit reads format {MANIFEST_FORMAT}: rebuild it with `dim-search build`"
-            )
-        records = store.read_metadata(directory)
-        faiss_index = store.read_index(directory)
-        _check_consistent(directory, manifest, records, faiss_index)
+        manifest, records, faiss_index, skipped = _read_files(directory)
 
         expected = ModelFingerprint.from_dict(manifest["model"])
         if model is None:
@@ -255,7 +262,7 @@ class Index:
                 "Query with the model the index was built with, or rebuild the index with this one."
             )
         ann.set_search_params(faiss_index, manifest["index"]["search"])
-        return cls(directory, model, faiss_index, records, store.read_skipped(directory), manifest)
+        return cls(directory, model, faiss_index, records, skipped, manifest)
 
     # ------------------------------------------------------------------ updates
 
@@ -265,6 +272,7 @@ class Index:
         batch_size: int = 256,
         num_workers: int | None = None,
         progress: bool = False,
+        wait: bool = True,
     ) -> AddSummary:
         """Index the image files under ``image_dir`` that are not in the index yet.
 
@@ -273,12 +281,38 @@ class Index:
         root, a sub-folder of it, or another folder (its paths are then stored
         absolute). With ``index_type="auto"`` the index is rebuilt as another
         type when the new size calls for one (e.g. flat -> HNSW).
+
+        The directory's lock is held throughout. If another writer changed the
+        index since it was loaded, the newer files are read first, so nothing it
+        added is embedded twice or lost.
+
+        Args:
+            image_dir: the folder to search recursively for images.
+            batch_size: images per forward pass.
+            num_workers: decoding processes (default: one per spare CPU core).
+            progress: show a progress bar.
+            wait: wait for another writer (see :meth:`build`); if false, raise
+                :class:`~retrieval.lock.IndexLockedError` when the index is locked.
         """
-        paths = find_images(image_dir)
-        indexed = {record.path for record in self.records}
-        new = [path for path in paths if self._key(path) not in indexed]
-        added_before, skipped = len(self), self._ingest(new, batch_size, num_workers, progress)
+        with IndexLock(self.directory, wait=wait):
+            self._refresh()
+            paths = find_images(image_dir)
+            indexed = {record.path for record in self.records}
+            new = [path for path in paths if self._key(path) not in indexed]
+            added_before, skipped = len(self), self._ingest(new, batch_size, num_workers, progress)
         return AddSummary(added=len(self) - added_before, skipped=skipped, already_indexed=len(paths) - len(new))
+
+    def _refresh(self) -> None:
+        """Under the lock: finish an interrupted write, and take over files another writer wrote since loading."""
+        store.recover(self.directory)
+        on_disk = store.read_manifest(self.directory).get("write", {}).get("id")
+        if on_disk == self.manifest.get("write", {}).get("id"):
+            return
+        newer = Index.load(self.directory, model=self.model)
+        self.faiss_index, self.records, self.skipped, self.manifest = (
+            newer.faiss_index, newer.records, newer.skipped, newer.manifest
+        )
+        self._by_id, self._positions = newer._by_id, None
 
     def _ingest(self, paths: list[Path], batch_size: int, num_workers: int | None, progress: bool) -> int:
         """Embed ``paths``, add the readable ones, record the others, write every file. Returns #skipped."""
@@ -316,6 +350,7 @@ class Index:
         current = None if self.faiss_index is None else ann.IndexSpec.from_dict(info)
         if current is not None and not len(new_ids):
             return
+        self._positions = None
         total = len(new_ids) + (0 if self.faiss_index is None else self.faiss_index.ntotal)
         wanted = ann.choose_index_spec(total, info["requested"])
         if current is not None and current.kind == wanted.kind:
@@ -335,15 +370,17 @@ class Index:
         self.manifest["index"] = {"requested": info["requested"], **spec.to_dict(), "recall_at_10": round(recall, 4)}
 
     def _save(self, write_vectors: bool) -> None:
-        """Write the index files (the Faiss index and metadata only when they changed), manifest last."""
+        """Write the index files as one write (:func:`retrieval.store.write_files`), manifest last.
+
+        The Faiss index and the metadata are rewritten only when they changed.
+        """
         self.manifest["counts"] = {"indexed": len(self.records), "skipped": len(self.skipped)}
         self.manifest["updated"] = _now()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        files = {store.SKIPPED_FILE: store.skipped_writer(self.skipped)}
         if write_vectors:
-            store.write_index(self.directory, self.faiss_index)
-            store.write_metadata(self.directory, self.records)
-        store.write_skipped(self.directory, self.skipped)
-        store.write_manifest(self.directory, self.manifest)
+            files[store.INDEX_FILE] = store.faiss_writer(self.faiss_index)
+            files[store.METADATA_FILE] = store.metadata_writer(self.records)
+        store.write_files(self.directory, files, self.manifest)
 
     # ------------------------------------------------------------------ queries
 
@@ -400,6 +437,27 @@ class Index:
         ann.set_search_params(self.faiss_index, search)
         return self.faiss_index.search(vectors, k)
 
+    def neighbours_of(self, image_id: int, k: int = 10) -> QueryResult:
+        """The ``k`` nearest images of an indexed image (itself first, score ~1), without decoding it.
+
+        Raises:
+            KeyError: if no image has this id.
+        """
+        scores, ids = self.search_vectors(self.vector_of(image_id)[None], k)
+        return QueryResult(self.path_of(image_id), self._neighbours(scores[0], ids[0]))
+
+    def vector_of(self, image_id: int) -> np.ndarray:
+        """The stored ``(D,)`` unit vector of an indexed image.
+
+        Raises:
+            KeyError: if no image has this id.
+        """
+        if image_id not in self._by_id:
+            raise KeyError(f"{self.directory} holds no image with id {image_id}")
+        if self._positions is None:
+            self._positions = {int(i): position for position, i in enumerate(ann.index_ids(self.faiss_index))}
+        return ann.reconstruct(self.faiss_index, self._positions[image_id])
+
     def _neighbours(self, scores: np.ndarray, ids: np.ndarray) -> list[Neighbour]:
         hits = [(float(score), int(i)) for score, i in zip(scores, ids) if i >= 0]
         return [Neighbour(rank, score, i, self.path_of(i)) for rank, (score, i) in enumerate(hits)]
@@ -442,6 +500,85 @@ class Index:
             return absolute.relative_to(self.image_root).as_posix()
         except ValueError:
             return absolute.as_posix()
+
+
+def _refuse_existing(directory: Path, overwrite: bool) -> None:
+    if (directory / store.MANIFEST_FILE).exists() and not overwrite:
+        raise FileExistsError(
+            f"{directory} already holds an index; use `dim-search add` (Index.add) to add images, "
+            "or --overwrite (overwrite=True) to rebuild it"
+        )
+
+
+def _rebuild_advice(directory: Path, manifest: dict[str, Any] | None) -> str:
+    """How to rebuild an index, with the model and image root it was built from where known."""
+    model = (manifest or {}).get("model", {}).get("checkpoint") or "MODEL"
+    root = (manifest or {}).get("image_root") or "IMAGE_DIR"
+    return (
+        f"rebuild the index, which embeds its images again: "
+        f"`dim-search build {model} {root} --index {directory} --overwrite`, then `dim-search add` "
+        "any other folders it held"
+    )
+
+
+def _read_once(directory: Path) -> tuple[dict[str, Any], list[ImageRecord], faiss.Index, dict[str, str]]:
+    """Read and check the files of an index; the manifest is read again last to see no write came between."""
+    manifest = None
+    try:
+        manifest = store.read_manifest(directory)
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(
+                f"{directory} is an index of manifest format {manifest.get('format')!r}, but this version of "
+                f"dim-toolkit reads format {MANIFEST_FORMAT}: rebuild it with `dim-search build`"
+            )
+        store.verify_file(directory, store.INDEX_FILE, manifest)  # before Faiss parses it
+        faiss_index = store.read_index(directory)
+        records = store.read_metadata(directory)
+        _check_consistent(directory, manifest, records, faiss_index)
+        for name in (store.METADATA_FILE, store.SKIPPED_FILE):
+            store.verify_file(directory, name, manifest)
+        skipped = store.read_skipped(directory)
+    except DamagedIndexError as error:
+        raise DamagedIndexError(f"{error}; {_rebuild_advice(directory, manifest)}") from error
+    return manifest, records, faiss_index, skipped
+
+
+def current_write(directory: Path) -> dict[str, Any] | None:
+    """The ``write`` entry of the manifest now on disk (``None`` if it cannot be read): it changes with every write."""
+    try:
+        return store.read_manifest(directory).get("write")
+    except (OSError, ValueError):
+        return None
+
+
+def _read_files(directory: Path) -> tuple[dict[str, Any], list[ImageRecord], faiss.Index, dict[str, str]]:
+    """:func:`_read_once`, retried while a writer switches files in, after finishing an interrupted write."""
+    deadline = time.monotonic() + READ_RETRY_SECONDS
+    while True:
+        before = current_write(directory)
+        try:
+            found = _read_once(directory)
+        except (ValueError, FileNotFoundError):
+            # Staging folders first, then the manifest: a writer renames its manifest before it removes
+            # its folder, so a switch that ends between the two looks is still seen.
+            switching = bool(store.staging_dirs(directory))
+            if not (switching or current_write(directory) != before) or time.monotonic() > deadline:
+                raise
+            if switching:
+                _finish_interrupted_write(directory)
+            time.sleep(0.05)
+            continue
+        if current_write(directory) == found[0]["write"]:  # no write switched files in while we read
+            return found
+
+
+def _finish_interrupted_write(directory: Path) -> None:
+    """Switch in a write whose writer died mid-way; leave it to a live writer that holds the lock."""
+    try:
+        with IndexLock(directory, wait=False, on_wait=lambda message: None):
+            store.recover(directory)
+    except (IndexLockedError, OSError):
+        pass  # a writer is at work and finishes its own switch, or this reader may not write here
 
 
 def _check_consistent(

@@ -16,6 +16,7 @@ from dim.core.data import open_image
 from dim.core.grids import QUERY_BORDER
 from dim.core.images import image_to_uint8
 from retrieval.cli import main
+from retrieval.lock import IndexLock
 from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
 
 
@@ -114,3 +115,10 @@ def test_build_errors_are_one_line(tmp_path: Path, image_dir: Path) -> None:
     result = CliRunner().invoke(main, ["build", str(not_a_checkpoint), str(image_dir), "--index", str(tmp_path / "i")])
     assert result.exit_code != 0 and "is not a readable checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+def test_add_no_wait_exits_with_a_message_while_another_writer_works(built: Path, image_dir: Path) -> None:
+    with IndexLock(built):
+        result = CliRunner().invoke(main, ["add", str(built), str(image_dir), "--no-wait", "--device", "cpu"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{built} is being written by process" in result.output and "without --no-wait" in result.output

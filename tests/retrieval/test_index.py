@@ -91,11 +91,13 @@ def test_wrong_model_is_refused(index: Index) -> None:
         Index.load(index.directory, model=tiny_model(seed=1))
 
 
-def test_an_index_of_another_manifest_format_is_refused(index: Index) -> None:
+@pytest.mark.parametrize("old_format", [0, 1])  # format 1 had no record of its write
+def test_an_index_of_another_manifest_format_is_refused(index: Index, old_format: int) -> None:
     path = index.directory / "manifest.json"
     manifest = json.loads(path.read_text())
-    path.write_text(json.dumps({**manifest, "format": 0}))
-    with pytest.raises(ValueError, match="manifest format 0, but this version of dim-toolkit reads format 1"):
+    path.write_text(json.dumps({**manifest, "format": old_format}))
+    expected = f"manifest format {old_format}, but this version of dim-toolkit reads format 2: rebuild it"
+    with pytest.raises(ValueError, match=expected):
         Index.load(index.directory, model=tiny_model())
 
 
