@@ -20,15 +20,16 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dim.config import TrainConfig
+from dim.config import PRESETS, TrainConfig
+from dim.core.device import bf16_is_fast
 from dim.models import Encoder
 from dim.objective import DeepInfoMax
 from dim.train import train
 
 
-def matmul_flops_per_s(size: int = 2048, repeats: int = 5) -> float:
-    """fp32 matmul throughput of this machine (FLOP/s), on the CPU."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_flops_per_s(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Matmul throughput of this machine (FLOP/s) on the CPU, in ``dtype``."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     a @ b  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
@@ -37,14 +38,26 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 5) -> float:
 
 
 def training_flops_per_image(config: TrainConfig, channels: int = 3, image_size: int = 32) -> float:
-    """FLOPs of one forward + backward pass of the objective, per image."""
+    """FLOPs of one forward + backward pass of the objective, per training image (all its views)."""
     encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
     model = DeepInfoMax(encoder, config.bound, config.negatives, config.critic, config.prior,
-                        config.alpha, config.beta, config.gamma, config.critic_hidden)
-    images = torch.randn(config.batch_size, channels, image_size, image_size)
+                        config.alpha, config.beta, config.gamma, config.critic_hidden,
+                        critic_temperature=config.critic_temperature)
+    images = torch.randn(config.views * config.batch_size, channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter:
-        model.loss(model(images)).backward()
+        model.loss(model(images, views=config.views)).backward()
     return counter.get_total_flops() / config.batch_size
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``name=value`` -> (name, value as int, float or str): a TrainConfig field to override."""
+    name, _, value = text.partition("=")
+    for kind in (int, float):
+        try:
+            return name.replace("-", "_"), kind(value)
+        except ValueError:
+            pass
+    return name.replace("-", "_"), value
 
 
 def main() -> None:
@@ -52,15 +65,22 @@ def main() -> None:
     parser.add_argument("--data-dir", default="../shared/datasets")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
     parser.add_argument("--epochs", type=int, default=1000, help="epoch budget (whichever ends first)")
-    parser.add_argument("--preset", default="fast", choices=["default", "fast"])
+    parser.add_argument("--preset", default=TrainConfig.preset, choices=list(PRESETS))
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=parse_setting,
+                        help="override a TrainConfig field, e.g. --set views=2 --set augment=resized-crop-jitter-grey")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--out", default=None, help="run directory (default runs/dim-cifar10-...)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     config = TrainConfig(dataset="cifar10", data_dir=args.data_dir, out=args.out, preset=args.preset,
-                         epochs=args.epochs, time_limit=args.minutes, device=args.device).resolved()
+                         epochs=args.epochs, time_limit=args.minutes, device=args.device, threads=args.threads,
+                         **dict(args.set)).resolved()
     flops = training_flops_per_image(config)
-    peak = matmul_flops_per_s()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(torch.device("cpu")))
+    peak = matmul_flops_per_s(dtype=torch.bfloat16 if bf16 else torch.float32)
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
@@ -68,6 +88,8 @@ def main() -> None:
     images_per_s = sum(r["images_per_s"] * r["seconds"] for r in rows) / max(sum(r["seconds"] for r in rows), 1e-9)
     summary = {
         "preset": args.preset,
+        "settings": dict(args.set),
+        "precision": "bf16" if bf16 else "fp32",
         "knn_top1": result.metrics["knn_top1"],
         "epochs": result.metrics["epoch"],
         "steps": result.step,
@@ -82,7 +104,7 @@ def main() -> None:
     }
     print(f"kNN top-1 {summary['knn_top1']:.4f} after {summary['epochs']:.2f} epochs ({summary['wall_minutes']:.1f} min)")
     print(f"training: {images_per_s:.0f} images/s x {flops / 1e6:.0f} MFLOP/image = {summary['train_gflop_per_s']:.1f} "
-          f"GFLOP/s, {100 * summary['fraction_of_matmul_peak']:.0f} % of the measured fp32 matmul "
+          f"GFLOP/s, {100 * summary['fraction_of_matmul_peak']:.0f} % of the measured {summary['precision']} matmul "
           f"{peak / 1e9:.0f} GFLOP/s")
     print(json.dumps(summary))
 

@@ -32,7 +32,7 @@ def extractor_from_checkpoint(checkpoint: dict, feature: str = "z", source: str 
     check_feature(feature)
     encoder = encoder_from_checkpoint(checkpoint).to(memory_format=torch.channels_last)
     extractor = FeatureExtractor(
-        FeatureHead(encoder, feature),
+        FeatureHead(encoder, feature, checkpoint["config"].get("precision", "auto")),
         image_size=encoder.image_size,
         channels=encoder.channels,
         feature_dim=encoder.feature_dim(feature),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dim.augment import AUGMENTATIONS
+from dim.core.device import PRECISIONS
 from dim.models import ARCHS
 from dim.objective import VIEWS, check_choice, check_objective
 
@@ -20,13 +21,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The setting of Su Jianlin's 2018 derivation of DIM ("深度学习的互信息：无监督提取特征",
     # kexue.fm/archives/6024): JSD, one shuffled negative, concat critics, no augmentation.
     "default": {"bound": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
-                "lr_schedule": "constant", "augment": "none", "views": 1},
+                "lr_schedule": "constant", "augment": "none", "views": 1, "critic_temperature": 0.0},
     # The most accuracy per CPU-minute of the settings measured in benchmarks/RESULTS.md: the DIM paper's
     # (Hjelm et al., ICLR 2019) local infoNCE against every position of every other image, separable
     # critics (all scores in one matrix product), flip + crop augmentation, and a learning rate that
     # decays to zero over the run's budget.
     "fast": {"bound": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
-             "lr_schedule": "cosine", "augment": "flip-crop", "views": 1},
+             "lr_schedule": "cosine", "augment": "flip-crop", "views": 1, "critic_temperature": 0.0},
 }
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
@@ -72,6 +73,11 @@ class TrainConfig:
         critic_hidden: hidden width of the critics. The DIM paper uses 512; 256
             keeps a step of the default objective at about 200 MFLOP per image
             (the local concat critic at 512 alone costs as much as the encoder).
+        critic_temperature: 0 for the separable critics' raw dot products, else the
+            temperature of their cosine scores.
+        precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
+            the training step (``auto``: bf16 where the device has fast bf16, see
+            :func:`dim.core.device.autocast`), recorded for embedding too.
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.
         threads: CPU threads torch may use (0: torch's default). The data
@@ -106,6 +112,8 @@ class TrainConfig:
     arch: str = "dcgan"
     z_dim: int = 64
     critic_hidden: int = 256
+    critic_temperature: float | None = None
+    precision: str = "auto"
     device: str = "auto"
     seed: int = 0
     threads: int = 0
@@ -124,9 +132,9 @@ class TrainConfig:
         filled = {name: value for name, value in PRESETS[self.preset].items() if getattr(self, name) is None}
         config = dataclasses.replace(self, **filled)
         check_objective(config.bound, config.negatives, config.critic, config.prior,
-                        config.alpha, config.beta, config.gamma)
+                        config.alpha, config.beta, config.gamma, config.critic_temperature)
         for name, choices in [("arch", ARCHS), ("augment", AUGMENTATIONS), ("lr_schedule", LR_SCHEDULES),
-                              ("views", VIEWS)]:
+                              ("views", VIEWS), ("precision", PRECISIONS)]:
             check_choice(name, getattr(config, name), choices)
         if config.views == 2 and config.augment == "none":
             raise ValueError("two views of an image are identical without augmentation: set augment (--augment)")

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from dim.core.device import autocast
 from dim.mi import reparameterize
 
 ARCHS = ("dcgan", "resnet18")
@@ -205,15 +206,18 @@ def check_feature(feature: str) -> str:
 class FeatureHead(nn.Module):
     """``Encoder.features`` as a module, the network a :class:`dim.core.features.FeatureExtractor` wraps.
 
-    On CUDA the forward pass runs under bf16 autocast; the output is float32.
+    The forward pass runs under :func:`dim.core.device.autocast` with
+    ``precision`` (bf16 where the device has fast bf16, for ``auto``); the
+    output is float32.
     """
 
-    def __init__(self, encoder: Encoder, feature: str = "z") -> None:
+    def __init__(self, encoder: Encoder, feature: str = "z", precision: str = "auto") -> None:
         super().__init__()
         self.encoder = encoder
         self.feature = check_feature(feature)
+        self.precision = precision
 
     def forward(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=images.device.type == "cuda"):
+        with autocast(images.device, self.precision):
             return self.encoder.features(images, self.feature)  # (B, feature_dim)

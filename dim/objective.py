@@ -142,7 +142,14 @@ def check_choice(name: str, value: object, choices: tuple) -> None:
 
 
 def check_objective(
-    bound: str, negatives: str, critic: str, prior: str, alpha: float, beta: float, gamma: float
+    bound: str,
+    negatives: str,
+    critic: str,
+    prior: str,
+    alpha: float,
+    beta: float,
+    gamma: float,
+    critic_temperature: float = 0.0,
 ) -> None:
     """Check the settings of the DIM objective, alone and together (``ValueError`` if wrong)."""
     for name, value, choices in [
@@ -157,6 +164,11 @@ def check_objective(
     if bound == "infonce" and negatives == "shuffle":
         raise ValueError(
             "infoNCE with one shuffled negative is capped at log 2; use --negatives all or locations with it"
+        )
+    if critic_temperature < 0 or (critic_temperature > 0 and critic != "separable"):
+        raise ValueError(
+            f"critic_temperature must be 0 (raw scores) or, with the separable critic, positive; got "
+            f"{critic_temperature} with critic {critic!r}"
         )
     if min(alpha, beta, gamma) < 0 or alpha + beta == 0:
         raise ValueError(f"weights must be >= 0 with alpha + beta > 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
@@ -189,6 +201,8 @@ class DeepInfoMax(nn.Module):
         beta: weight of the local MI term.
         gamma: weight of the prior term.
         critic_hidden: hidden width of the critics.
+        critic_temperature: 0 for the separable critics' raw dot products, else the
+            temperature of their cosine scores (see :class:`dim.mi.GlobalSeparableCritic`).
         gather: for DDP, a function that all-gathers a per-rank tensor along the
             batch (see :func:`dim.mi.gather.all_gather_with_local_grad`); negatives
             are then drawn from the whole global batch.
@@ -206,9 +220,10 @@ class DeepInfoMax(nn.Module):
         gamma: float = 0.01,
         critic_hidden: int = 256,
         gather: Gather | None = None,
+        critic_temperature: float = 0.0,
     ) -> None:
         super().__init__()
-        check_objective(bound, negatives, critic, prior, alpha, beta, gamma)
+        check_objective(bound, negatives, critic, prior, alpha, beta, gamma, critic_temperature)
         if (prior == "kl") != encoder.stochastic:
             raise ValueError("prior 'kl' needs a stochastic encoder, the other priors a deterministic one")
         self.encoder = encoder
@@ -216,13 +231,14 @@ class DeepInfoMax(nn.Module):
         self.prior_kind = prior
         self.gather = gather
         sampler = AllPairsNegatives() if negatives == "locations" else make_negatives(negatives)
+        options = {"temperature": critic_temperature} if critic_temperature > 0 else {}
         self.global_mi: nn.Module | None = None
         self.local_mi: nn.Module | None = None
         if alpha > 0:
-            global_critic = make_critic(critic, "global", encoder.conv_dim, encoder.z_dim, hidden_dim=critic_hidden)
+            global_critic = make_critic(critic, "global", encoder.conv_dim, encoder.z_dim, critic_hidden, **options)
             self.global_mi = MIEstimator(global_critic, sampler, make_bound(bound))
         if beta > 0:
-            local_critic = make_critic(critic, "local", encoder.local_shape[0], encoder.z_dim, hidden_dim=critic_hidden)
+            local_critic = make_critic(critic, "local", encoder.local_shape[0], encoder.z_dim, critic_hidden, **options)
             self.local_mi = (
                 CrossLocationInfoNCE(local_critic)
                 if negatives == "locations"

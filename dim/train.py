@@ -8,7 +8,8 @@ Example:
 
 The whole training split is decoded once and kept on the training device as
 uint8; each batch is drawn by indexing, normalised, augmented on the device
-and fed in channels-last layout (bf16 autocast on CUDA). Loss terms and MI
+and fed in channels-last layout, under bf16 autocast where the device has fast
+bf16 (``precision``, :func:`dim.core.device.autocast`). Loss terms and MI
 estimates are accumulated on the device and read back once per log interval,
 so the hot path never waits for the device.
 
@@ -38,8 +39,13 @@ from dim.checkpoint import CHECKPOINT_KIND
 from dim.config import RESUMABLE, TrainConfig
 from dim.core.checkpoint import atomic_save, make_checkpoint
 from dim.core.data import ImageDataset, load_dataset
-from dim.core.device import adam, seed_everything, select_device
-from dim.core.distributed import DistributedContext, init_distributed, process_device, shutdown_distributed
+from dim.core.device import adam, autocast, seed_everything, select_device
+from dim.core.distributed import (
+    DistributedContext,
+    init_distributed,
+    process_device,
+    shutdown_distributed,
+)
 from dim.core.features import FeatureExtractor
 from dim.core.images import normalize_images
 from dim.core.metrics import MetricsLog, MetricWindow
@@ -117,7 +123,7 @@ class Trainer:
         gather = all_gather_with_local_grad if self.context.enabled else None
         self.model = DeepInfoMax(
             encoder, config.bound, config.negatives, config.critic, config.prior,
-            config.alpha, config.beta, config.gamma, config.critic_hidden, gather,
+            config.alpha, config.beta, config.gamma, config.critic_hidden, gather, config.critic_temperature,
         ).to(self.device, memory_format=torch.channels_last)
         self.optimizer = adam(self.model.parameters(), self.device, lr=config.lr)
         self.adversary: AdversarialPrior | None = None
@@ -142,7 +148,7 @@ class Trainer:
         elif self.context.is_main:
             write_config(self.run_dir, dataclasses.asdict(config))
         self.metrics = MetricsLog(self.run_dir) if self.context.is_main else None
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        self.autocast = autocast(self.device, config.precision)
 
     # ------------------------------------------------------------------ training
 
@@ -289,7 +295,7 @@ class Trainer:
             queries = subset_indices(len(self.test_set), None if full else config.knn_queries, config.seed + 1)
             encoder = self.model.encoder
             extractor = FeatureExtractor(
-                FeatureHead(encoder, "z"), encoder.image_size, encoder.channels, encoder.z_dim, "dim:z"
+                FeatureHead(encoder, "z", config.precision), encoder.image_size, encoder.channels, encoder.z_dim, "dim:z"
             ).eval()
             result = evaluate(
                 extractor,

@@ -48,3 +48,32 @@ def adam(params: Iterable[torch.nn.Parameter], device: torch.device, **options: 
     small ones. ``options`` are Adam's (``lr``, ``betas``, ...).
     """
     return torch.optim.Adam(params, fused=True if device.type in ("cpu", "cuda") else None, **options)
+
+
+# Number formats of the matrix work in training and embedding; "auto" picks bf16 where the device has fast bf16.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether ``device`` has native bf16 matrix units: CUDA with bf16 support, or a CPU with AVX-512 BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
+    """The autocast context of a training or embedding step: bf16 for ``bf16`` (or ``auto`` where it is fast).
+
+    Args:
+        device: where the step runs.
+        precision: one of :data:`PRECISIONS`. ``fp32`` computes everything in float32.
+
+    Raises:
+        ValueError: for an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    enabled = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)

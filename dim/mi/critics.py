@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -116,25 +117,37 @@ class _ConcatCritic(_PairCritic):
 
 
 class _SeparableCritic(_PairCritic):
-    def __init__(self, x_dim: int, z_dim: int, embed_dim: int, hidden_dim: int) -> None:
+    def __init__(
+        self, x_dim: int, z_dim: int, embed_dim: int, hidden_dim: int, temperature: float | None = None
+    ) -> None:
         super().__init__()
         if min(x_dim, z_dim, embed_dim, hidden_dim) < 1:
             raise ValueError(
                 f"dimensions must be positive, got x_dim={x_dim}, z_dim={z_dim}, "
                 f"embed_dim={embed_dim}, hidden_dim={hidden_dim}"
             )
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature must be positive (or None for raw dot products), got {temperature}")
+        self.temperature = temperature
         self.x_projection = Projection(x_dim, hidden_dim, embed_dim)
         self.z_projection = Projection(z_dim, hidden_dim, embed_dim)
 
+    def _embed(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``g(x)`` as ``(B, L, E)`` and ``h(z)`` as ``(B, E)``; unit vectors over T^(1/2) with a temperature."""
+        gx, hz = self.x_projection(self._positions(x, z)), self.z_projection(z)
+        if self.temperature is None:
+            return gx, hz
+        scale = self.temperature**-0.5  # cos(g, h) / T = (g / |g| / sqrt(T)) . (h / |h| / sqrt(T))
+        return F.normalize(gx, dim=-1) * scale, F.normalize(hz, dim=-1) * scale
+
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        gx = self.x_projection(self._positions(x, z))  # (B, L, E)
-        hz = self.z_projection(z)  # (B, E)
+        gx, hz = self._embed(x, z)  # (B, L, E), (B, E)
         return self._finish(torch.einsum("ie,jle->ijl", hz, gx))  # (B_z, B_x, L)
 
     def pairs(self, x: Tensor, z: Tensor, x_index: Tensor) -> Tensor:
-        gx = self.x_projection(self._positions(x, z))  # (B, L, E)
+        gx, hz = self._embed(x, z)  # (B, L, E), (B, E)
         _check_index(x_index, z.shape[0])
-        return self._finish(torch.einsum("ie,ikle->ikl", self.z_projection(z), gx[x_index]))  # (B, K, L)
+        return self._finish(torch.einsum("ie,ikle->ikl", hz, gx[x_index]))  # (B, K, L)
 
 
 class GlobalConcatCritic(_ConcatCritic):
@@ -180,29 +193,39 @@ class LocalConcatCritic(_ConcatCritic):
 class GlobalSeparableCritic(_SeparableCritic):
     """T(x, z) = g(x) . h(z) with two projections (the DIM paper's encoder-and-dot critic).
 
+    With a temperature, ``T(x, z) = cos(g(x), h(z)) / temperature``: the scores of
+    L2-normalised embeddings, bounded by ``1 / temperature`` (as in SimCLR's
+    NT-Xent, Chen et al. 2020, and AMDIM's regularised scores).
+
     Args:
         x_dim: size of x.
         z_dim: size of the code z.
         embed_dim: size of the space the dot product is taken in.
         hidden_dim: width of each projection's hidden layer.
+        temperature: ``None`` for raw dot products, else the temperature of the cosine scores.
 
     Shapes:
         x: ``(B, x_dim)``; z: ``(B, z_dim)``; ``forward`` -> ``(B, B)``;
         ``pairs(x, z, x_index (B, K))`` -> ``(B, K)``.
     """
 
-    def __init__(self, x_dim: int, z_dim: int, embed_dim: int = 128, hidden_dim: int = 512) -> None:
-        super().__init__(x_dim, z_dim, embed_dim, hidden_dim)
+    def __init__(
+        self, x_dim: int, z_dim: int, embed_dim: int = 128, hidden_dim: int = 512, temperature: float | None = None
+    ) -> None:
+        super().__init__(x_dim, z_dim, embed_dim, hidden_dim, temperature)
 
 
 class LocalSeparableCritic(_SeparableCritic):
     """T(C_ij, z) = g(C)_ij . h(z), g a 1x1-convolution projection of the map (the DIM paper).
+
+    With a temperature, ``T(C_ij, z) = cos(g(C)_ij, h(z)) / temperature``.
 
     Args:
         feature_channels: channels Cc of the local feature map.
         z_dim: size of the global code z.
         embed_dim: size of the space the dot product is taken in.
         hidden_dim: width of each projection's hidden layer.
+        temperature: ``None`` for raw dot products, else the temperature of the cosine scores.
 
     Shapes:
         x: ``(B, Cc, H, W)``; z: ``(B, z_dim)``; ``forward`` -> ``(B, B, H*W)``;
@@ -211,8 +234,15 @@ class LocalSeparableCritic(_SeparableCritic):
 
     local = True
 
-    def __init__(self, feature_channels: int, z_dim: int, embed_dim: int = 128, hidden_dim: int = 512) -> None:
-        super().__init__(feature_channels, z_dim, embed_dim, hidden_dim)
+    def __init__(
+        self,
+        feature_channels: int,
+        z_dim: int,
+        embed_dim: int = 128,
+        hidden_dim: int = 512,
+        temperature: float | None = None,
+    ) -> None:
+        super().__init__(feature_channels, z_dim, embed_dim, hidden_dim, temperature)
 
 
 # Critic forms by short name: (global critic, local critic).

@@ -14,8 +14,8 @@ from infogan.checkpoint import load_run
 from infogan.train import Trainer, TrainingDiverged, train
 
 
-def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, grey_images, make_config):
-    result = Trainer(make_config(), grey_images, tmp_path).fit(progress=False)
+def test_fit_writes_metrics_samples_and_checkpoint(tmp_path, tiny_grey_images, make_config):
+    result = Trainer(make_config(), tiny_grey_images, tmp_path).fit(progress=False)
     assert result.step == result.steps == 4 and result.steps_per_s > 0
     assert math.isfinite(result.metrics["mi_c1"]) and result.run_dir == tmp_path
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
@@ -50,7 +50,7 @@ def test_existing_run_needs_resume(tmp_path, make_config):
         train(make_config(dataset="shapes", out=str(tmp_path), iterations=1), resume=True, progress=False)
 
 
-def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, grey_images, make_config, monkeypatch):
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tiny_grey_images, make_config, monkeypatch):
     calls = []
 
     def poisoned(fake_logits):  # G's loss turns NaN from the third step on
@@ -59,7 +59,7 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, grey_im
         return loss * math.nan if len(calls) >= 3 else loss
 
     monkeypatch.setattr(infogan.objective, "generator_loss", poisoned)
-    trainer = Trainer(make_config(iterations=10), grey_images, tmp_path)
+    trainer = Trainer(make_config(iterations=10), tiny_grey_images, tmp_path)
     with pytest.raises(TrainingDiverged, match=r"diverged by step 3: g_loss=nan.*checkpoint \(step 2\)"):
         trainer.fit(progress=False)
     run = load_run(tmp_path)
@@ -67,8 +67,8 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, grey_im
     assert all(torch.isfinite(p).all() for p in run.model.parameters())
 
 
-def test_exploding_loss_stops_training(tmp_path, grey_images, make_config):
-    trainer = Trainer(make_config(max_loss=1e-3), grey_images, tmp_path)
+def test_exploding_loss_stops_training(tmp_path, tiny_grey_images, make_config):
+    trainer = Trainer(make_config(max_loss=1e-3), tiny_grey_images, tmp_path)
     with pytest.raises(TrainingDiverged, match="no checkpoint was written yet"):
         trainer.fit(progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()

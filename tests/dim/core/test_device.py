@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dim.core.device import seed_everything, select_device
+from dim.core.device import adam, autocast, bf16_is_fast, seed_everything, select_device
 
 
 @pytest.fixture
@@ -62,3 +62,26 @@ def test_seed_everything_seeds_python_numpy_and_torch():
     seed_everything(4)
     other = draws()
     assert all(a != b for a, b in zip(first[:2], other[:2])) and first[2] != other[2]
+
+
+def test_autocast_follows_the_precision(monkeypatch):
+    cpu = torch.device("cpu")
+    a, b = torch.randn(4, 8), torch.randn(8, 3)
+    with autocast(cpu, "fp32"):
+        assert (a @ b).dtype == torch.float32
+    with autocast(cpu, "bf16"):
+        assert (a @ b).dtype == torch.bfloat16
+    for fast in (True, False):  # "auto": bf16 exactly where the device has fast bf16
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda fast=fast: fast)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert bf16_is_fast(cpu) is fast
+        with autocast(cpu, "auto"):
+            assert (a @ b).dtype == (torch.bfloat16 if fast else torch.float32)
+    with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of auto, fp32, bf16"):
+        autocast(cpu, "fp8")
+
+
+def test_adam_uses_the_fused_kernel_on_the_cpu():
+    layer = torch.nn.Linear(3, 2)
+    assert adam(layer.parameters(), torch.device("cpu"), lr=0.1).defaults["fused"] is True
+    assert adam(layer.parameters(), torch.device("mps"), lr=0.1).defaults["fused"] is None

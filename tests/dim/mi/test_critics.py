@@ -75,6 +75,27 @@ def test_separable_critics_are_dot_products_of_projections():
     assert torch.allclose(local(feature_map, z), expected, atol=1e-5)
 
 
+@torch.no_grad()
+def test_a_temperature_makes_separable_scores_cosines_over_it():
+    critic = GlobalSeparableCritic(DX, DZ, embed_dim=4, hidden_dim=8, temperature=0.2)
+    x, z = torch.randn(B, DX), torch.randn(B, DZ)
+    g, h = critic.x_projection(x), critic.z_projection(z)
+    expected = torch.tensor([[F.cosine_similarity(g[j], h[i], dim=0) / 0.2 for j in range(B)] for i in range(B)])
+    assert torch.allclose(critic(x, z), expected, atol=1e-5)
+    assert critic(x, z).abs().max() <= 1 / 0.2 + 1e-5  # bounded by 1 / T
+    index = torch.tensor([[1, 2]] * B)
+    assert torch.allclose(critic.pairs(x, z, index), expected.gather(1, index), atol=1e-5)
+
+    local = LocalSeparableCritic(CC, DZ, embed_dim=4, hidden_dim=8, temperature=0.5)
+    feature_map = torch.randn(B, CC, H, W)
+    g = local.x_projection(feature_map.permute(0, 2, 3, 1)).reshape(B, H * W, 4)
+    h = local.z_projection(z)
+    expected = F.cosine_similarity(h[:, None, None, :], g[None], dim=-1) / 0.5  # (B, B, H*W)
+    assert torch.allclose(local(feature_map, z), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        GlobalSeparableCritic(DX, DZ, temperature=0.0)
+
+
 CRITICS = [
     (GlobalConcatCritic(DX, DZ, hidden_dim=8), (B, DX)),
     (GlobalSeparableCritic(DX, DZ, embed_dim=4, hidden_dim=8), (B, DX)),
