@@ -14,6 +14,7 @@ import click
 
 from retrieval import __version__
 from retrieval.ann import INDEX_TYPES
+from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates, save_contact_sheet
 from retrieval.grid import save_result_grid
 from retrieval.index import Index, QueryResult
 from retrieval.lock import IndexLockedError
@@ -191,6 +192,52 @@ def query(
         grid.parent.mkdir(parents=True, exist_ok=True)
         save_result_grid(results, grid, tile_size)
         click.echo(f"wrote {grid}", err=as_json)
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--threshold",
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    type=click.FloatRange(-1.0, 1.0),
+    help="Cosine similarity at or above which two images are near-duplicates (identical files score 1).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object: {threshold, groups: [{size, images, pairs}]}."
+)
+@click.option(
+    "--sheet",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a contact sheet: one row of thumbnails per group, largest group first.",
+)
+@click.option(
+    "--tile-size", default=96, show_default=True, type=click.IntRange(min=8), help="Sheet thumbnail side, pixels."
+)
+@_model_override_option
+def dedup(
+    index_dir: Path, threshold: float, as_json: bool, sheet: Path | None, tile_size: int, model_path: Path | None
+) -> None:
+    """Find groups of near-duplicate images in INDEX_DIR: every pair of images at
+    least --threshold alike joins one group (connected components), largest group first."""
+    with _user_errors():
+        index = Index.load(index_dir, model_path, device="cpu")
+        groups = find_duplicates(index, threshold)
+    if as_json:
+        click.echo(json.dumps({"threshold": threshold, "groups": [group.to_dict() for group in groups]}))
+    else:
+        click.echo(f"{len(groups)} groups of near-duplicates (cosine >= {threshold:g}) among {len(index)} images")
+        for number, group in enumerate(groups, start=1):
+            click.echo(f"\ngroup {number}: {group.size} images, best pair {group.pairs[0][2]:.4f}")
+            for image in group.images:
+                click.echo(f"  {image.best_score:.4f}  {image.path}")
+    if sheet is not None and groups:
+        sheet.parent.mkdir(parents=True, exist_ok=True)
+        save_contact_sheet(groups, sheet, tile_size)
+        click.echo(f"wrote {sheet}", err=as_json)
+    elif sheet is not None:
+        click.echo(f"no groups: {sheet} not written", err=True)
 
 
 if __name__ == "__main__":

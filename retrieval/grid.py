@@ -26,7 +26,7 @@ def thumbnail(image: Image.Image | None, size: int) -> Tensor:
     return image_to_uint8(image, size, 3)
 
 
-def _open_or_none(path: str) -> Image.Image | None:
+def open_or_none(path: str) -> Image.Image | None:
     """A neighbour's image, or ``None`` when the file has gone or broken since it was indexed."""
     try:
         return open_image(path)
@@ -57,7 +57,7 @@ def result_grid(
     rows = []
     for result in results:
         tiles = [thumbnail(result.image, tile_size)]
-        tiles += [thumbnail(_open_or_none(hit.path), tile_size) for hit in result.neighbours]
+        tiles += [thumbnail(open_or_none(hit.path), tile_size) for hit in result.neighbours]
         tiles += [thumbnail(None, tile_size) for _ in range(columns - len(tiles))]
         rows.append(torch.stack(tiles))
     return neighbour_grid(torch.stack(rows), query_border, padding=GRID_PADDING)  # rows: (R, columns, 3, S, S)

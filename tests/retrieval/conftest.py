@@ -85,3 +85,56 @@ def dim_checkpoint(tmp_path_factory) -> Path:
         z_dim=16, critic_hidden=16, knn=False, device="cpu",
     )
     return train(config, progress=False).run_dir / "checkpoint.pt"
+
+
+class _CentredThumbnail(nn.Module):
+    """``(B, 3, 32, 32)`` -> ``(B, 192)``: an 8x8 average-pooled thumbnail minus its mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(8)
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)  # gives the extractor a device
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.pool(images).flatten(1)
+        return features - features.mean(dim=1, keepdim=True) + self.anchor
+
+
+def thumbnail_model() -> FeatureExtractor:
+    """A test-only feature extractor whose features are a downsampled, centred thumbnail.
+
+    Not a learned model: it stands in for a trained encoder where a test needs
+    features that put a resized or re-encoded copy next to its original and
+    unrelated images far apart (the tiny random conv net gives no such guarantee).
+    """
+    return FeatureExtractor(_CentredThumbnail(), image_size=32, channels=3, feature_dim=192, name="test:thumbnail")
+
+
+def smooth_image(rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """An RGB image of smooth random blobs: a 4x4 grid of random colours, upsampled bicubically."""
+    cells = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+    return cells.resize((size, size), Image.Resampling.BICUBIC)
+
+
+PLANTED_DUPLICATES = {"a/photo00.png": "copies/photo00-small.png", "a/photo03.png": "copies/photo03.jpg"}
+
+
+@pytest.fixture
+def duplicates_dir(tmp_path: Path) -> Path:
+    """12 unrelated smooth images in ``a/`` and ``b/``, plus two planted near-duplicates in ``copies/``.
+
+    ``copies/photo00-small.png`` is ``a/photo00.png`` resized to 40x40;
+    ``copies/photo03.jpg`` is ``a/photo03.png`` re-encoded as a JPEG at quality 70.
+    """
+    folder = tmp_path / "photos"
+    rng = np.random.default_rng(3)
+    for number in range(12):
+        path = folder / ("a" if number < 6 else "b") / f"photo{number:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        smooth_image(rng).save(path)
+    (folder / "copies").mkdir()
+    with Image.open(folder / "a/photo00.png") as original:
+        original.resize((40, 40), Image.Resampling.LANCZOS).save(folder / PLANTED_DUPLICATES["a/photo00.png"])
+    with Image.open(folder / "a/photo03.png") as original:
+        original.save(folder / PLANTED_DUPLICATES["a/photo03.png"], quality=70)
+    return folder
