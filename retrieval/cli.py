@@ -240,5 +240,28 @@ def dedup(
         click.echo(f"no groups: {sheet} not written", err=True)
 
 
+@main.command()
+@click.argument("index_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Anything but loopback lets others on the network see every indexed image (warned).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default web browser.")
+@_model_override_option
+@_device_option
+def serve(index_dir: Path, port: int, host: str, open_browser: bool, model_path: Path | None, device: str) -> None:
+    """Serve a local web page over INDEX_DIR: browse the images by folder, click one
+    for its nearest neighbours with their scores, search with an image from your disk,
+    and see the near-duplicate groups. The JSON API behind it is described in
+    docs/guide/dim-search.md. A newer index written by `dim-search add` is picked up."""
+    from retrieval import serve as server  # Flask is imported only by this command
+
+    with _user_errors():
+        server.serve(index_dir, host, port, open_browser, model_path, device, echo=click.echo)
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,419 @@
+"""``dim-search serve``: a local web page over an index, and the JSON API behind it.
+
+Flask, because its handlers are plain synchronous functions (Faiss and torch
+calls block anyway), it has a test client, and its server binds where it is told.
+The page (``retrieval/static/``) is plain HTML and JavaScript with no build step,
+and uses only the API below, which scripts can use too. Every answer is JSON;
+errors are ``{"error": message}`` with a 4xx status.
+
+| route | answer |
+| --- | --- |
+| ``GET /api/info`` | ``{images, folders: [{name, count}], model, index_type, updated, write, max_k, max_upload_bytes}`` |
+| ``GET /api/images?folder=F&page=1&per_page=60`` | ``{total, page, per_page, pages, images: [image]}``; ``folder`` includes its sub-folders |
+| ``GET /api/neighbours/ID?k=10`` | ``{query: image, k, results: [image + {rank, score}]}`` |
+| ``POST /api/search?k=10`` (multipart field ``image``) | ``{query: {name}, k, results}`` for an uploaded image |
+| ``GET /api/duplicates?threshold=0.95`` | ``{threshold, groups: [{size, images: [image + {best_score}], pairs}]}`` |
+| ``GET /thumbnails/ID`` | a JPEG thumbnail, made once and cached in ``INDEX_DIR/thumbnails/`` |
+| ``GET /images/ID`` | the original file |
+
+An ``image`` is ``{id, path, folder, thumbnail, original}``: ``path`` as stored
+in the index (relative to its image root), the last two the URLs above.
+
+Security, for a page that shows private photos: the server binds 127.0.0.1
+unless told otherwise (and :func:`serve` warns when it is); files are served by
+index id only, so no request can name a path; a request whose ``Host`` header is
+not the served host and port is refused (DNS rebinding), as is a POST from
+another origin; no CORS headers are sent; an upload is capped at
+:data:`MAX_UPLOAD_BYTES`, decoded in memory and never written to disk, with
+Pillow's decompression-bomb check as an error and at most
+:data:`MAX_UPLOAD_PIXELS` pixels; every answer carries ``X-Content-Type-Options:
+nosniff`` and a Content-Security-Policy that allows only this origin's own
+scripts, styles and images; Flask's debug mode is off.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import mimetypes
+import os
+import socket
+import threading
+import time
+import warnings
+import webbrowser
+import zlib
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from flask import Flask, Response, abort, jsonify, request, send_file
+from PIL import Image, ImageOps
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates
+from retrieval.embedding import DECODE_ERRORS
+from retrieval.index import Index, ModelLike, current_write
+from retrieval.store import ImageRecord
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000
+MAX_K = 200
+MAX_PER_PAGE = 200
+THUMBNAIL_SIZE = 192
+THUMBNAIL_DIR = "thumbnails"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+STATIC = Path(__file__).parent / "static"
+
+
+class LiveIndex:
+    """The index a server answers from, replaced when a writer has switched in a newer one.
+
+    Args:
+        index: the loaded index.
+        check_interval: look at the manifest at most this often, in seconds.
+    """
+
+    def __init__(self, index: Index, check_interval: float = 1.0) -> None:
+        self._index = index
+        self.check_interval = check_interval
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+        self._duplicates: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        self.model_lock = threading.Lock()  # one forward pass at a time
+
+    def get(self) -> Index:
+        """The current index, reloaded first if ``manifest.json`` names a newer write."""
+        with self._lock:
+            if time.monotonic() - self._checked >= self.check_interval:
+                self._checked = time.monotonic()
+                written = current_write(self._index.directory)
+                if written is not None and written != self._index.manifest.get("write"):
+                    try:
+                        self._index = Index.load(self._index.directory, model=self._index.model)
+                    except (ValueError, FileNotFoundError):
+                        pass  # keep answering from the index we have; the next check tries again
+            return self._index
+
+    def duplicates(self, index: Index, threshold: float) -> list[dict[str, Any]]:
+        """:func:`~retrieval.dedup.find_duplicates` as JSON, computed once per index and threshold."""
+        key = (index.manifest["write"]["id"], round(threshold, 6))
+        if key not in self._duplicates:
+            groups = find_duplicates(index, threshold)
+            found = []
+            for group in groups:
+                images = [{**image_json(index.record(image.id)), "best_score": image.best_score} for image in group.images]
+                pairs = [{"ids": [a, b], "score": score} for a, b, score in group.pairs]
+                found.append({"size": group.size, "images": images, "pairs": pairs})
+            self._duplicates[key] = found
+        return self._duplicates[key]
+
+
+def is_loopback(host: str) -> bool:
+    return host.strip("[]").lower() in LOOPBACK
+
+
+def page_url(host: str, port: int) -> str:
+    """The address to open for a server bound to ``host:port`` (a wildcard bind is opened on loopback)."""
+    name = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host.strip("[]")
+    return f"http://{f'[{name}]' if ':' in name else name}:{port}/"
+
+
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The ``Host`` header values a server bound to ``host:port`` accepts (lower case).
+
+    Loopback binds accept ``127.0.0.1``, ``localhost`` and ``[::1]``; a wildcard bind
+    (``0.0.0.0``, ``::``) also this machine's name and addresses; any other host itself.
+    """
+    names = {host.strip("[]").lower()}
+    if is_loopback(host) or host in ("0.0.0.0", "::", ""):
+        names |= set(LOOPBACK)
+    if host in ("0.0.0.0", "::", ""):
+        hostname = socket.gethostname()
+        names |= {hostname.lower(), socket.getfqdn().lower()}
+        try:
+            names |= {str(info[4][0]).lower() for info in socket.getaddrinfo(hostname, None)}
+        except OSError:
+            pass
+        names -= {"0.0.0.0", "::", ""}
+    bracketed = {f"[{name}]" if ":" in name else name for name in names}
+    return {f"{name}:{port}" for name in bracketed} | (bracketed if port == 80 else set())
+
+
+def folder_of(record: ImageRecord) -> str:
+    """The folder of an indexed image, as stored (``""`` for the image root)."""
+    parent = str(PurePosixPath(record.path).parent)
+    return "" if parent == "." else parent
+
+
+def image_json(record: ImageRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "path": record.path,
+        "folder": folder_of(record),
+        "thumbnail": f"/thumbnails/{record.id}",
+        "original": f"/images/{record.id}",
+    }
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    """Decode uploaded bytes in memory, refusing what is not an image or has too many pixels.
+
+    Raises:
+        werkzeug.exceptions.HTTPException: 400 for an empty or unreadable file, 413 for too many pixels.
+    """
+    if not data:
+        abort(400, description="the upload is empty: choose an image file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow's bomb check, as an error
+        try:
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels")
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            abort(
+                413,
+                description=f"the image is too large to decode ({error}); "
+                f"send one of at most {MAX_UPLOAD_PIXELS:,} pixels",
+            )
+        except (OSError, SyntaxError, ValueError) as error:
+            abort(400, description=f"the upload is not an image that can be read ({type(error).__name__}: {error})")
+    return image
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    value = request.args.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        abort(400, description=f"{name} must be a whole number, got {value!r}")
+    if not low <= number <= high:
+        abort(400, description=f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _results(index: Index, neighbours: list) -> list[dict[str, Any]]:
+    return [{**image_json(index.record(hit.id)), "rank": hit.rank, "score": hit.score} for hit in neighbours]
+
+
+def _thumbnail(index: Index, record: ImageRecord) -> Path:
+    """The cached thumbnail of an indexed image, made (atomically) on first request."""
+    key = zlib.crc32(f"{record.path}|{record.size}|{record.mtime!r}".encode("utf-8", "surrogateescape"))
+    path = index.directory / THUMBNAIL_DIR / f"{record.id}-{key:08x}.jpg"
+    if path.is_file():
+        return path
+    try:
+        with Image.open(index.path_of(record.id)) as original:
+            picture = ImageOps.exif_transpose(original).convert("RGB")
+            picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    except (*DECODE_ERRORS, SyntaxError):
+        abort(404, description=f"image {record.id} ({record.path}) can no longer be read")
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+    picture.save(tmp, format="JPEG", quality=85)
+    os.replace(tmp, path)
+    return path
+
+
+def create_app(
+    index: Index | LiveIndex, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, reload_interval: float = 1.0
+) -> Flask:
+    """The Flask app of ``dim-search serve``.
+
+    Args:
+        index: a loaded index (or a :class:`LiveIndex`); newer writes are picked up as they land.
+        host: the host the server is bound to (for the ``Host`` check).
+        port: the port it listens on (for the ``Host`` check).
+        reload_interval: seconds between checks for a newer index.
+
+    Returns:
+        The app; run it with :func:`serve`, or :func:`start_server` in a thread.
+    """
+    live = index if isinstance(index, LiveIndex) else LiveIndex(index, reload_interval)
+    app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    app.config.update(MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    app.debug = False
+    hosts = allowed_hosts(host, port)
+    origins = {f"http://{name}" for name in hosts}
+    served = page_url(host, port)
+
+    @app.before_request
+    def refuse_foreign_requests() -> None:
+        if request.host.lower() not in hosts:
+            abort(403, description=f"Host {request.host!r} is not served here (DNS rebinding protection); open {served}")
+        origin = request.headers.get("Origin")
+        if request.method != "GET" and origin is not None and origin.lower() not in origins:
+            abort(403, description=f"requests from {origin} are refused: only the page at {served} may send them")
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        if request.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        description = error.description
+        if error.code == 413 and "too large to decode" not in str(description):
+            description = f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; send a smaller image"
+        return jsonify(error=description), error.code or 500
+
+    @app.errorhandler(Exception)
+    def server_error(error: Exception) -> tuple[Response, int]:
+        app.logger.exception("request failed")
+        return jsonify(error="the server failed to answer this request; its console shows why"), 500
+
+    def record_or_404(index_: Index, image_id: int) -> ImageRecord:
+        try:
+            return index_.record(image_id)
+        except KeyError:
+            abort(404, description=f"the index holds no image with id {image_id}")
+
+    @app.get("/")
+    def page() -> Response:
+        return send_file(STATIC / "index.html", mimetype="text/html", max_age=0)
+
+    @app.get("/api/info")
+    def info() -> Response:
+        index_ = live.get()
+        counts: dict[str, int] = {}
+        for record in index_.records:
+            counts[folder_of(record)] = counts.get(folder_of(record), 0) + 1
+        return jsonify(
+            images=len(index_),
+            folders=[{"name": name, "count": counts[name]} for name in sorted(counts)],
+            model=index_.manifest["model"]["name"],
+            index_type=index_.index_type,
+            updated=index_.manifest["updated"],
+            write=index_.manifest["write"]["id"],
+            max_k=MAX_K,
+            max_upload_bytes=MAX_UPLOAD_BYTES,
+            default_threshold=DEFAULT_THRESHOLD,
+        )
+
+    @app.get("/api/images")
+    def images() -> Response:
+        index_ = live.get()
+        folder = request.args.get("folder", "").strip("/")
+        per_page = _int_arg("per_page", 60, 1, MAX_PER_PAGE)
+        chosen = [r for r in index_.records if not folder or folder_of(r) == folder or r.path.startswith(folder + "/")]
+        pages = max(1, math.ceil(len(chosen) / per_page))
+        page_number = _int_arg("page", 1, 1, pages)
+        shown = chosen[(page_number - 1) * per_page : page_number * per_page]
+        return jsonify(
+            total=len(chosen), page=page_number, per_page=per_page, pages=pages, images=[image_json(r) for r in shown]
+        )
+
+    @app.get("/api/neighbours/<int:image_id>")
+    def neighbours(image_id: int) -> Response:
+        index_ = live.get()
+        record = record_or_404(index_, image_id)
+        k = _int_arg("k", 10, 1, MAX_K)
+        result = index_.neighbours_of(image_id, k)
+        return jsonify(query=image_json(record), k=k, results=_results(index_, result.neighbours))
+
+    @app.post("/api/search")
+    def search() -> Response:
+        index_ = live.get()
+        k = _int_arg("k", 10, 1, MAX_K)
+        upload = request.files.get("image")
+        if upload is None:
+            abort(400, description="send the query image as the multipart form field 'image'")
+        image = decode_upload(upload.read())
+        with live.model_lock, torch.inference_mode():
+            (result,) = index_.search([image], k)
+        name = os.path.basename(upload.filename or "upload")[:200]
+        return jsonify(query={"name": name}, k=k, results=_results(index_, result.neighbours))
+
+    @app.get("/api/duplicates")
+    def duplicates() -> Response:
+        index_ = live.get()
+        value = request.args.get("threshold", DEFAULT_THRESHOLD)
+        try:
+            threshold = float(value)
+        except (TypeError, ValueError):
+            abort(400, description=f"threshold must be a number, got {value!r}")
+        if not -1.0 <= threshold <= 1.0:
+            abort(400, description=f"threshold is a cosine similarity between -1 and 1, got {threshold}")
+        return jsonify(threshold=threshold, groups=live.duplicates(index_, threshold))
+
+    @app.get("/thumbnails/<int:image_id>")
+    def thumbnail(image_id: int) -> Response:
+        index_ = live.get()
+        return send_file(_thumbnail(index_, record_or_404(index_, image_id)), mimetype="image/jpeg", max_age=3600)
+
+    @app.get("/images/<int:image_id>")
+    def original(image_id: int) -> Response:
+        index_ = live.get()
+        record = record_or_404(index_, image_id)
+        path = Path(index_.path_of(record.id))
+        if not path.is_file():
+            abort(404, description=f"image {image_id} ({record.path}) is no longer on disk")
+        mimetype = mimetypes.guess_type(path.name)[0] or ""
+        if not mimetype.startswith("image/"):
+            mimetype = "application/octet-stream"
+        return send_file(path, mimetype=mimetype, as_attachment=mimetype == "application/octet-stream")
+
+    return app
+
+
+def start_server(
+    index: Index, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, reload_interval: float = 1.0
+) -> BaseWSGIServer:
+    """Bind a threaded server for :func:`create_app` (``port=0`` picks a free port); call ``serve_forever()``."""
+    server = make_server(host, port, lambda environ, start_response: [], threaded=True)
+    server.app = create_app(index, host, server.server_port, reload_interval)
+    return server
+
+
+def serve(
+    index_dir: str | os.PathLike,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = False,
+    model: ModelLike | None = None,
+    device: str | None = None,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Load an index and serve its page until interrupted (what ``dim-search serve`` runs).
+
+    Args:
+        index_dir: the index directory.
+        host: the address to bind; anything but loopback is announced with a warning.
+        port: the port to listen on.
+        open_browser: open the page in the default web browser.
+        model: a copy of the index's checkpoint if it moved (or the model itself).
+        device: where to run the model for uploaded queries.
+        echo: where messages go.
+    """
+    if not is_loopback(host):
+        echo(
+            f"WARNING: serving on {host}, not on 127.0.0.1: anyone who can reach this machine on port {port} "
+            "can browse and download every indexed image. Use --host only on a network you trust."
+        )
+    index = Index.load(index_dir, model, device)
+    server = start_server(index, host, port)
+    url = page_url(host, server.server_port)
+    echo(f"serving {len(index)} images of {index_dir} on {url} (Ctrl-C to stop)")
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
