@@ -5,8 +5,10 @@ Non-Parametric Instance Discrimination* (CVPR 2018), as used by lightly:
 features are L2-normalised, the k = 200 nearest training images by cosine
 similarity vote for their class with weight ``exp(similarity / T)``, T = 0.1,
 and the class with the largest total is the prediction. The nearest neighbour
-search runs in faiss. The neighbour grid shows, in each row, a query followed
-by its 9 nearest neighbours (see docs/evaluation.md).
+search runs in faiss, or where faiss is not installed as the same exact search
+by a float32 matrix product and top-k in torch (on CUDA when there is one). The
+neighbour grid shows, in each row, a query followed by its 9 nearest neighbours
+(see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,6 +27,11 @@ from torchvision.utils import save_image
 from dim.core.features import FeatureExtractor
 from dim.core.grids import neighbour_grid
 from dim.core.images import normalize_images
+
+try:
+    import faiss
+except ImportError:  # e.g. a GPU machine without faiss-cpu: nearest_neighbours searches with torch
+    faiss = None
 
 
 @torch.inference_mode()
@@ -53,7 +59,7 @@ def extract_features(network: nn.Module, images: Tensor, batch_size: int = 512) 
 
 
 def nearest_neighbours(memory: Tensor, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact cosine-similarity search with faiss.
+    """Exact cosine-similarity search with faiss (in torch where faiss is not installed).
 
     Args:
         memory: ``(N, D)`` features to search in.
@@ -67,12 +73,23 @@ def nearest_neighbours(memory: Tensor, queries: Tensor, k: int) -> tuple[Tensor,
         raise ValueError(f"memory (N, D) and queries (Q, D) must share D, got {tuple(memory.shape)} and {tuple(queries.shape)}")
     if not 1 <= k <= len(memory):
         raise ValueError(f"k must be between 1 and the memory size {len(memory)}, got {k}")
+    if faiss is None:
+        return _torch_nearest_neighbours(memory, queries, k)
     memory_np = F.normalize(memory.float(), dim=1).numpy()
     queries_np = F.normalize(queries.float(), dim=1).numpy()
     index = faiss.IndexFlatIP(memory_np.shape[1])
     index.add(memory_np)
     similarities, indices = index.search(queries_np, k)
     return torch.from_numpy(similarities), torch.from_numpy(indices).long()
+
+
+def _torch_nearest_neighbours(memory: Tensor, queries: Tensor, k: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """:func:`nearest_neighbours` without faiss: float32 inner products and top-k, ``chunk`` queries at a time."""
+    device = torch.device("cuda") if torch.cuda.is_available() else memory.device
+    memory = F.normalize(memory.to(device).float(), dim=1)  # (N, D)
+    queries = F.normalize(queries.to(device).float(), dim=1)  # (Q, D)
+    found = [(block @ memory.T).topk(k, dim=1) for block in queries.split(chunk)]  # (q, k) each, descending
+    return torch.cat([f.values for f in found]).cpu(), torch.cat([f.indices for f in found]).cpu()
 
 
 @dataclass

@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dim.core import probes
 from dim.core.probes import (
     grid_queries,
     knn_classify,
@@ -42,6 +43,31 @@ def test_nearest_neighbours_returns_descending_cosine_similarities():
     similarities, indices = nearest_neighbours(MEMORY, QUERIES[:1], k=2)
     assert indices.tolist() == [[0, 1]]
     assert similarities[0].tolist() == pytest.approx([1.0, 0.8])
+
+
+@pytest.mark.parametrize("use_faiss", [True, False], ids=["faiss", "torch"])
+def test_both_searches_return_descending_cosine_similarities(monkeypatch, use_faiss):
+    if use_faiss:
+        pytest.importorskip("faiss")
+    else:
+        monkeypatch.setattr(probes, "faiss", None)  # as on a machine without faiss
+    similarities, indices = nearest_neighbours(MEMORY, QUERIES, k=3)
+    assert indices.tolist() == [[0, 1, 2], [2, 1, 0], [1, 2, 0]]
+    # cos(q, m) by hand: q0 = (1, 0), q1 = (0, 1), q2 = (0.6, 0.8) against (1, 0), (0.8, 0.6), (0, 1)
+    expected = [[1.0, 0.8, 0.0], [1.0, 0.6, 0.0], [0.96, 0.8, 0.6]]
+    assert similarities.tolist() == [pytest.approx(row, abs=1e-6) for row in expected]
+    assert similarities.dtype == torch.float32 and indices.dtype == torch.int64
+
+
+def test_the_torch_search_finds_what_faiss_finds(monkeypatch):
+    pytest.importorskip("faiss")
+    generator = torch.Generator().manual_seed(0)
+    memory, queries = torch.randn(3000, 16, generator=generator), torch.randn(1500, 16, generator=generator)
+    expected = nearest_neighbours(memory, queries, k=50)
+    monkeypatch.setattr(probes, "faiss", None)
+    found = nearest_neighbours(memory, queries, k=50)  # 1500 queries: more than one chunk of 1024
+    assert torch.equal(found[1], expected[1])
+    torch.testing.assert_close(found[0], expected[0], rtol=0, atol=1e-5)
 
 
 def test_knn_rejects_unlabelled_memory():
