@@ -88,6 +88,7 @@ class LiveIndex:
         self._checked = time.monotonic()
         self._lock = threading.Lock()
         self._duplicates: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        self._folders: tuple[str, list[str]] | None = None  # (write id, folder of each record)
         self.model_lock = threading.Lock()  # one forward pass at a time
 
     def get(self) -> Index:
@@ -102,6 +103,13 @@ class LiveIndex:
                     except (ValueError, FileNotFoundError):
                         pass  # keep answering from the index we have; the next check tries again
             return self._index
+
+    def folders(self, index: Index) -> list[str]:
+        """The folder of each record of ``index``, in record order (computed once per write)."""
+        write_id = index.manifest["write"]["id"]
+        if self._folders is None or self._folders[0] != write_id:
+            self._folders = (write_id, [folder_of(record) for record in index.records])
+        return self._folders[1]
 
     def duplicates(self, index: Index, threshold: float) -> list[dict[str, Any]]:
         """:func:`~retrieval.dedup.find_duplicates` as JSON, computed once per index and threshold."""
@@ -291,8 +299,8 @@ def create_app(
     def info() -> Response:
         index_ = live.get()
         counts: dict[str, int] = {}
-        for record in index_.records:
-            counts[folder_of(record)] = counts.get(folder_of(record), 0) + 1
+        for folder in live.folders(index_):
+            counts[folder] = counts.get(folder, 0) + 1
         return jsonify(
             images=len(index_),
             folders=[{"name": name, "count": counts[name]} for name in sorted(counts)],
@@ -310,7 +318,12 @@ def create_app(
         index_ = live.get()
         folder = request.args.get("folder", "").strip("/")
         per_page = _int_arg("per_page", 60, 1, MAX_PER_PAGE)
-        chosen = [r for r in index_.records if not folder or folder_of(r) == folder or r.path.startswith(folder + "/")]
+        inside = folder + "/"
+        chosen = [
+            record
+            for record, its_folder in zip(index_.records, live.folders(index_))
+            if not folder or its_folder == folder or its_folder.startswith(inside)
+        ]
         pages = max(1, math.ceil(len(chosen) / per_page))
         page_number = _int_arg("page", 1, 1, pages)
         shown = chosen[(page_number - 1) * per_page : page_number * per_page]
