@@ -17,6 +17,7 @@ import click
 from dim import __version__
 from dim.augment import AUGMENTATIONS
 from dim.config import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig
+from dim.core.device import PRECISIONS
 from dim.models import ARCHS, FEATURES
 from dim.objective import BOUNDS, CRITICS, NEGATIVES, PRIORS, VIEWS
 from dim.train import train
@@ -28,7 +29,7 @@ _DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(Tra
 
 
 def preset_hint(name: str) -> str:
-    """What each preset sets ``name`` to, for a help text: ``[preset: default: jsd, fast: infonce]``."""
+    """What each preset sets ``name`` to, for a help text: ``[preset: best: infonce, paper: infonce, ...]``."""
     return "[preset: " + ", ".join(f"{preset}: {values[name]}" for preset, values in PRESETS.items()) + "]"
 
 
@@ -56,10 +57,11 @@ def main() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/dim-DATASET-TIME).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default=_DEFAULTS.preset, show_default=True,
-              help="Fills in the options marked [preset: ...] that are not given. default: the setting of "
-                   "Su Jianlin's 2018 derivation of DIM (kexue.fm/archives/6024); fast: the DIM paper's "
-                   "(Hjelm et al., ICLR 2019) local infoNCE across locations with augmentation, tuned for "
-                   "accuracy per CPU-minute (measurements: benchmarks/RESULTS.md).")
+              help="Fills in the options marked [preset: ...] that are not given. best: the recipe that "
+                   "measured best at a 30-minute CPU budget; paper: the DIM paper's DIM(L) infoNCE (Hjelm et "
+                   "al., ICLR 2019); su-jianlin: the setting of Su Jianlin's 2018 derivation of DIM "
+                   "(kexue.fm/archives/6024); gpu: the best recipe on a ResNet-18 with large batches and "
+                   "torch.compile, for one GPU. What each measured: benchmarks/RESULTS.md.")
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True)
 @click.option("--max-steps", type=int, default=_DEFAULTS.max_steps,
               help="Stop after this many optimiser steps in total.")
@@ -75,12 +77,20 @@ def main() -> None:
               help="shuffle: one shuffled negative; all: all in-batch pairs; locations: all pairs and, for the "
                    f"local term, every position of every other image (infonce) {preset_hint('negatives')}.")
 @click.option("--critic", type=click.Choice(CRITICS), help=f"Critic form {preset_hint('critic')}.")
-@click.option("--prior", type=click.Choice(PRIORS), default=_DEFAULTS.prior, show_default=True,
-              help="kl: Gaussian code with closed-form KL to N(0, I); adversarial: discriminator; none.")
-@click.option("--alpha", type=float, default=_DEFAULTS.alpha, show_default=True, help="Weight of the global MI term.")
-@click.option("--beta", type=float, default=_DEFAULTS.beta, show_default=True, help="Weight of the local MI term.")
-@click.option("--gamma", type=float, default=_DEFAULTS.gamma, show_default=True, help="Weight of the prior term.")
-@click.option("--arch", type=click.Choice(ARCHS), default=_DEFAULTS.arch, show_default=True, help="Encoder.")
+@click.option("--prior", type=click.Choice(PRIORS),
+              help="kl: Gaussian code with closed-form KL to N(0, I); adversarial: discriminator; none "
+                   f"{preset_hint('prior')}.")
+@click.option("--alpha", type=float, help=f"Weight of the global MI term {preset_hint('alpha')}.")
+@click.option("--beta", type=float, help=f"Weight of the local MI term {preset_hint('beta')}.")
+@click.option("--gamma", type=float, help=f"Weight of the prior term {preset_hint('gamma')}.")
+@click.option("--arch", type=click.Choice(ARCHS), help=f"Encoder {preset_hint('arch')}.")
+@click.option("--critic-hidden", type=click.IntRange(min=1), help=f"Hidden width of the critics {preset_hint('critic_hidden')}.")
+@click.option("--critic-temperature", type=click.FloatRange(min=0),
+              help="0: the separable critics score raw dot products; T > 0: cosine similarities divided by T "
+                   f"{preset_hint('critic_temperature')}.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision, show_default=True,
+              help="Number format of training and embedding: auto is bf16 where the device has fast bf16 "
+                   "(CUDA, or a CPU with AVX-512 BF16 or AMX), else fp32.")
 @click.option("--z-dim", type=int, default=_DEFAULTS.z_dim, show_default=True, help="Size of the code z.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), help=f"Augmentation {preset_hint('augment')}.")
 @click.option("--views", type=click.IntRange(min(VIEWS), max(VIEWS)),
@@ -93,12 +103,12 @@ def main() -> None:
                    "no loader processes.")
 @click.option("--knn/--no-knn", default=_DEFAULTS.knn, show_default=True,
               help="kNN top-1 on the test split after each epoch (a subset) and at the end (all of it).")
-@click.option("--compile", "compile_", is_flag=True, default=_DEFAULTS.compile,
-              help="Run the training step through torch.compile.")
+@click.option("--compile/--no-compile", "compile_", default=None,
+              help=f"Run the training step through torch.compile {preset_hint('compile')}.")
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its checkpoint (only "
                    f"{', '.join('--' + name.replace('_', '-') for name in RESUMABLE)} may change).")
-def train_command(compile_: bool, resume: bool, **options) -> None:
+def train_command(compile_: bool | None, resume: bool, **options) -> None:
     """Train a DIM encoder on DATASET: a name (cifar10, cifar100, stl10, svhn,
     mnist, fashion-mnist, shapes) or an image folder.
 

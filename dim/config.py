@@ -16,19 +16,38 @@ from dim.core.device import PRECISIONS
 from dim.models import ARCHS
 from dim.objective import VIEWS, check_choice, check_objective
 
-# Settings a preset fills in when they are not given explicitly.
-PRESETS: dict[str, dict[str, Any]] = {
-    # The setting of Su Jianlin's 2018 derivation of DIM ("深度学习的互信息：无监督提取特征",
-    # kexue.fm/archives/6024): JSD, one shuffled negative, concat critics, no augmentation.
-    "default": {"bound": "jsd", "negatives": "shuffle", "critic": "concat", "batch_size": 64, "lr": 1e-3,
-                "lr_schedule": "constant", "augment": "none", "views": 1, "critic_temperature": 0.0},
-    # The most accuracy per CPU-minute of the settings measured in benchmarks/RESULTS.md: the DIM paper's
-    # (Hjelm et al., ICLR 2019) local infoNCE against every position of every other image, separable
-    # critics (all scores in one matrix product), flip + crop augmentation, and a learning rate that
-    # decays to zero over the run's budget.
-    "fast": {"bound": "infonce", "negatives": "locations", "critic": "separable", "batch_size": 128, "lr": 1e-3,
-             "lr_schedule": "cosine", "augment": "flip-crop", "views": 1, "critic_temperature": 0.0},
+# The settings a preset fills in when they are not given explicitly; every preset sets each of them.
+PRESET_FIELDS = (
+    "bound", "negatives", "critic", "prior", "alpha", "beta", "gamma", "batch_size", "lr", "lr_schedule",
+    "augment", "views", "critic_hidden", "critic_temperature", "arch", "compile",
+)
+# The setting of Su Jianlin's 2018 derivation of DIM ("深度学习的互信息：无监督提取特征",
+# kexue.fm/archives/6024): JSD, one shuffled negative, concat critics, closed-form KL prior, no augmentation.
+_SU_JIANLIN: dict[str, Any] = {
+    "bound": "jsd", "negatives": "shuffle", "critic": "concat", "prior": "kl", "alpha": 0.5, "beta": 1.5,
+    "gamma": 0.01, "batch_size": 64, "lr": 1e-3, "lr_schedule": "constant", "augment": "none", "views": 1,
+    "critic_hidden": 256, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
 }
+# The DIM paper's DIM(L) with infoNCE (Hjelm et al., ICLR 2019, Sec. 4 and App. A): the local term alone
+# (alpha 0, beta 1), every position of every other image as a negative, encoder-and-dot-product
+# (separable) critics of width 512, adversarial prior matching with gamma 0.1, Adam 1e-4, batch 64.
+_PAPER: dict[str, Any] = {
+    "bound": "infonce", "negatives": "locations", "critic": "separable", "prior": "adversarial", "alpha": 0.0,
+    "beta": 1.0, "gamma": 0.1, "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant", "augment": "none",
+    "views": 1, "critic_hidden": 512, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
+}
+# The recipe that measured best at a 30-minute CPU budget (benchmarks/RESULTS.md): the paper's local
+# infoNCE across locations plus the global term, separable critics of width 256, the KL prior, flip + crop,
+# batch 128, and a learning rate that decays to zero on a cosine over the run's budget.
+_BEST: dict[str, Any] = {
+    "bound": "infonce", "negatives": "locations", "critic": "separable", "prior": "kl", "alpha": 0.5, "beta": 1.5,
+    "gamma": 0.01, "batch_size": 128, "lr": 1e-3, "lr_schedule": "cosine", "augment": "flip-crop", "views": 1,
+    "critic_hidden": 256, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
+}
+# For one GPU: the best recipe on a ResNet-18 encoder with large batches through torch.compile; the data,
+# the augmentation and bf16 autocast are on the device already (not measured on a GPU yet).
+_GPU: dict[str, Any] = {**_BEST, "arch": "resnet18", "batch_size": 512, "lr": 2e-3, "compile": True}
+PRESETS: dict[str, dict[str, Any]] = {"best": _BEST, "paper": _PAPER, "su-jianlin": _SU_JIANLIN, "gpu": _GPU}
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
 RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "threads")
@@ -38,14 +57,17 @@ RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "threads
 class TrainConfig:
     """Everything a DIM training run is configured by (saved as ``config.json``).
 
-    ``None`` fields take the value of the chosen :data:`PRESETS` entry.
+    ``None`` fields take the value of the chosen :data:`PRESETS` entry (the
+    fields of :data:`PRESET_FIELDS`).
 
     Attributes:
         dataset: a dataset name (``cifar10``, ``shapes``, ...) or an image folder.
         data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
         out: run directory (default ``runs/dim-<dataset>-<time>``).
-        preset: a key of :data:`PRESETS`: ``default`` (the setting of Su Jianlin's
-            2018 derivation, kexue.fm/archives/6024) or ``fast``.
+        preset: a key of :data:`PRESETS`: ``best`` (the recipe that measured best at a
+            30-minute CPU budget), ``paper`` (the DIM paper's DIM(L) infoNCE),
+            ``su-jianlin`` (the setting of Su Jianlin's 2018 derivation,
+            kexue.fm/archives/6024) or ``gpu`` (the best recipe scaled for one GPU).
         epochs: passes over the training split.
         max_steps: stop after this many optimiser steps in total (``None``: no limit).
         time_limit: stop after this many minutes of training in this session
@@ -66,13 +88,14 @@ class TrainConfig:
             (see :class:`dim.objective.DeepInfoMax`); a step then encodes twice
             as many images.
         prior: one of :data:`dim.objective.PRIORS`.
-        alpha, beta, gamma: weights of the global MI, local MI and prior terms
-            (by default those of Su Jianlin's derivation).
+        alpha: weight of the global MI term.
+        beta: weight of the local MI term.
+        gamma: weight of the prior term.
         arch: encoder, one of :data:`dim.models.ARCHS`.
         z_dim: size of the code.
         critic_hidden: hidden width of the critics. The DIM paper uses 512; 256
-            keeps a step of the default objective at about 200 MFLOP per image
-            (the local concat critic at 512 alone costs as much as the encoder).
+            halves the critics' cost (the local concat critic at 512 alone costs
+            as much as the encoder).
         critic_temperature: 0 for the separable critics' raw dot products, else the
             temperature of their cosine scores.
         precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
@@ -93,7 +116,7 @@ class TrainConfig:
     dataset: str = "shapes"
     data_dir: str | None = None
     out: str | None = None
-    preset: str = "default"
+    preset: str = "best"
     epochs: int = 10
     max_steps: int | None = None
     time_limit: float | None = None
@@ -105,13 +128,13 @@ class TrainConfig:
     critic: str | None = None
     augment: str | None = None
     views: int | None = None
-    prior: str = "kl"
-    alpha: float = 0.5
-    beta: float = 1.5
-    gamma: float = 0.01
-    arch: str = "dcgan"
+    prior: str | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    gamma: float | None = None
+    arch: str | None = None
     z_dim: int = 64
-    critic_hidden: int = 256
+    critic_hidden: int | None = None
     critic_temperature: float | None = None
     precision: str = "auto"
     device: str = "auto"
@@ -123,7 +146,7 @@ class TrainConfig:
     knn_memory: int = 10000
     knn_queries: int = 2000
     log_every: int = 10
-    compile: bool = False
+    compile: bool | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with the preset's values filled in and every choice checked."""

@@ -9,10 +9,15 @@ from types import SimpleNamespace
 import click
 
 from infogan import __version__
-from infogan.config import RESUMABLE, TrainConfig
+from infogan.config import PRESETS, RESUMABLE, TrainConfig
 
 # The paper's MNIST preset, read off the dataclass without building one (that would import torch).
 _DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
+
+
+def preset_hint(name: str) -> str:
+    """What each preset sets ``name`` to, for a help text: ``[preset: best: 1.0, paper: 0.0]``."""
+    return "[preset: " + ", ".join(f"{preset}: {values[name]}" for preset, values in PRESETS.items()) + "]"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,14 +56,17 @@ def main() -> None:
               help="Weight of the information term L_I; 0 trains a plain GAN (the baseline).")
 @click.option("--lambda-cont", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_cont, show_default=True,
               help="Weight of the continuous codes' Gaussian NLL relative to the categorical cross-entropy.")
-@click.option("--lambda-invariance", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_invariance,
-              show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=_DEFAULTS.preset, show_default=True,
+              help="Fills in --lambda-invariance and --lambda-iic when they are not given. best: both terms at 1, "
+                   "the objective that measured best; paper: the InfoGAN paper's objective (both 0). What each "
+                   "measured: benchmarks/RESULTS.md.")
+@click.option("--lambda-invariance", type=click.FloatRange(min=0),
               help="Weight of the invariance term: Q must read the same categorical code from a randomly rotated, "
                    "sheared, scaled and shifted copy of each fake, so slant and width cannot carry it "
-                   "(0: the paper).")
-@click.option("--lambda-iic", type=click.FloatRange(min=0), default=_DEFAULTS.lambda_iic, show_default=True,
+                   f"{preset_hint('lambda_invariance')}.")
+@click.option("--lambda-iic", type=click.FloatRange(min=0),
               help="Weight of the IIC term on real images: maximise the mutual information between Q's "
-                   "categorical code for a real image and for a randomly warped copy of it (0: the paper).")
+                   f"categorical code for a real image and for a randomly warped copy of it {preset_hint('lambda_iic')}.")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
 @click.option("--noise", type=click.Choice(["uniform", "normal"]), default=_DEFAULTS.noise, show_default=True,
@@ -87,24 +95,26 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
     """Train InfoGAN on DATASET: mnist, fashion-mnist, cifar10, ..., shapes
     (generated, offline) or a folder of images.
 
-    The defaults are the paper's MNIST preset: 62 noise variables, a 10-way
-    categorical code c1 and two continuous codes c2, c3; Adam (beta1 0.5) with
-    learning rates 2e-4 (D) and 1e-3 (G, Q); batch 128; 5000 iterations.
+    The networks, latents and schedule are the paper's MNIST setting: 62 noise
+    variables, a 10-way categorical code c1 and two continuous codes c2, c3;
+    Adam (beta1 0.5) with learning rates 2e-4 (D) and 1e-3 (G, Q); batch 128;
+    5000 iterations.
 
-    The run directory gets config.json, metrics.csv, checkpoint.pt (written
-    atomically, for an exact --resume) and samples/step_NNNNNN.png: one row per
-    value of c1, one fixed noise sample per column. The progress bar shows the D
-    and G losses and L_I per code in nats (c1 approaches ln 10 = 2.30 when Q
-    recovers it perfectly).
+    The run directory gets config.json, metrics.csv, curves.png (with
+    matplotlib), checkpoint.pt (written atomically, for an exact --resume) and
+    samples/step_NNNNNN.png: one row per value of c1, one fixed noise sample per
+    column. The progress bar shows the D and G losses and L_I per code in nats
+    (c1 approaches ln 10 = 2.30 when Q recovers it perfectly).
 
-    The paper's objective often lets c1 merge look-alike digits (4 and 9) and
-    split others by style. --lambda-invariance 1 --lambda-iic 1 pins c1 to the
-    class; benchmarks/RESULTS.md has the accuracies of both over five seeds.
+    The objective is the best preset's by default: the paper's objective often
+    lets c1 merge look-alike digits (4 and 9) and split others by style, and the
+    invariance and IIC terms pin c1 to the class (accuracies over five seeds in
+    benchmarks/RESULTS.md). --preset paper trains the paper's objective.
 
     \b
     Examples:
       infogan train mnist --data-dir ../shared/datasets --iterations 200
-      infogan train mnist --data-dir ../shared/datasets --lambda-invariance 1 --lambda-iic 1
+      infogan train mnist --data-dir ../shared/datasets --preset paper
     """
     from infogan.train import TrainingDiverged
     from infogan.train import train as run_training

@@ -11,13 +11,23 @@ if TYPE_CHECKING:
 
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
 RESUMABLE = ("iterations", "device", "data_dir")
+# The settings a preset fills in when they are not given explicitly (the same preset names as `dim train`).
+PRESETS: dict[str, dict[str, float]] = {
+    # The objective that measured best (benchmarks/RESULTS.md): the paper's, plus the invariance term
+    # (Q reads c1 from randomly warped fakes) and IIC on real images and their warps (Ji et al., ICCV 2019).
+    "best": {"lambda_invariance": 1.0, "lambda_iic": 1.0},
+    # The InfoGAN paper's objective (Chen et al., NeurIPS 2016): neither term.
+    "paper": {"lambda_invariance": 0.0, "lambda_iic": 0.0},
+}
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` and in the checkpoint.
 
-    The defaults are the InfoGAN paper's MNIST preset.
+    The defaults are the InfoGAN paper's MNIST networks, latents and schedule,
+    with the objective of the ``best`` preset; ``preset="paper"`` gives the
+    paper's objective.
 
     Args:
         dataset: a dataset name (``mnist``, ``fashion-mnist``, ``cifar10``, ``shapes``, ...)
@@ -36,6 +46,8 @@ class TrainConfig:
         continuous: the number of continuous codes, each Uniform(-1, 1).
         lambda_info: weight lambda of the information term; 0 gives a plain GAN.
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
+        preset: a key of :data:`PRESETS`, filling ``lambda_invariance`` and ``lambda_iic``
+            when they are not given: ``best`` (both terms at 1) or ``paper`` (both off).
         lambda_invariance: weight of the invariance term: the categorical codes'
             cross-entropy on randomly warped fakes (:mod:`infogan.augment`); 0 (the paper) turns it off.
         lambda_iic: weight of the clustering term on real images: minus the mutual
@@ -68,8 +80,9 @@ class TrainConfig:
     continuous: int = 2
     lambda_info: float = 1.0
     lambda_cont: float = 1.0
-    lambda_invariance: float = 0.0
-    lambda_iic: float = 0.0
+    preset: str = "best"
+    lambda_invariance: float | None = None
+    lambda_iic: float | None = None
     learn_sigma: bool = False
     separate_q: bool = False
     lr_d: float = 2e-4
@@ -82,6 +95,11 @@ class TrainConfig:
     max_loss: float = 100.0
 
     def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:  # both terms act on a categorical code: off without one
+                setattr(self, name, value if self.categorical else 0.0)
         self.categorical = tuple(int(k) for k in self.categorical)
         positive = ("iterations", "log_every", "sample_every", "checkpoint_every", "lr_d", "lr_g", "max_loss")
         for name in positive:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dim.augment import AUGMENTATIONS, augment, color_jitter, random_crop, random_grayscale, random_resized_crop
+from dim.augment import (
+    AUGMENTATIONS,
+    augment,
+    color_jitter,
+    random_crop,
+    random_grayscale,
+    random_resized_crop,
+)
 
 
 def test_every_pipeline_keeps_shape_and_range():

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from dim.cli import main
+from dim.config import PRESETS
 from dim.core.checkpoint import load_checkpoint
 
 TINY = ["--batch-size", "16", "--z-dim", "16", "--device", "cpu"]
@@ -27,9 +28,10 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_leaves_a_complete_run_directory(run_dir):
-    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "checkpoint.pt", "metrics.csv", "knn.png"}
+    assert {p.name for p in run_dir.iterdir()} >= {"config.json", "checkpoint.pt", "metrics.csv", "curves.png", "knn.png"}
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["dataset"], config["bound"], config["batch_size"]) == ("shapes", "jsd", 16)
+    assert (config["dataset"], config["preset"], config["batch_size"]) == ("shapes", "best", 16)
+    assert config["bound"] == PRESETS["best"]["bound"]  # filled in from the default preset
     with (run_dir / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1 and rows[0]["step"] == "3"

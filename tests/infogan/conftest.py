@@ -43,14 +43,14 @@ def tiny_grey_images() -> torch.Tensor:
 
 @pytest.fixture
 def make_config():
-    """Factory of configs: the paper's networks on a small batch, logging every step, on the CPU.
+    """Factory of configs: the paper's networks and objective (preset paper), a small batch, every step logged, CPU.
 
     A config that names a ``dataset`` loads it at 8x8 unless ``image_size`` is given (configs for
     :class:`~infogan.train.Trainer` take the size of the images they are handed instead).
     """
 
     def make(**overrides) -> TrainConfig:
-        values = {"batch_size": 8, "iterations": 4, "device": "cpu", "log_every": 1, "sample_every": 2,
+        values = {"preset": "paper", "batch_size": 8, "iterations": 4, "device": "cpu", "log_every": 1, "sample_every": 2,
                   "checkpoint_every": 2}
         if "dataset" in overrides:
             values["image_size"] = TINY_IMAGE_SIZE

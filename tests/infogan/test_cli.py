@@ -56,12 +56,14 @@ def test_train_reports_a_bad_dataset_clearly(tmp_path):
 def test_train_passes_the_extra_terms_and_the_q_options_on(tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "shapes", "--out", str(run_dir), "--iterations", "2", "--batch-size", "4", "--device", "cpu",
-            "--image-size", str(TINY_IMAGE_SIZE), "--log-every", "1", "--no-progress", "--lambda-invariance", "1",
-            "--lambda-iic", "0.5", "--separate-q", "--lambda-info", "0.25"]
+            "--image-size", str(TINY_IMAGE_SIZE), "--log-every", "1", "--no-progress", "--preset", "paper",
+            "--lambda-invariance", "1", "--lambda-iic", "0.5", "--separate-q", "--lambda-info", "0.25"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["lambda_invariance"], config["lambda_iic"], config["lambda_info"]) == (1.0, 0.5, 0.25)
+    assert (config["preset"], config["lambda_invariance"], config["lambda_iic"], config["lambda_info"]) == (
+        "paper", 1.0, 0.5, 0.25  # given explicitly: they win over the preset's zeros
+    )
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith("invariance_loss,iic_mi,it_per_s")
     run = load_run(run_dir)  # --separate-q: the saved model has a trunk of Q's own, next to D's

@@ -11,6 +11,7 @@ import torch
 import infogan.objective
 from dim.core.checkpoint import load_checkpoint
 from infogan.checkpoint import load_run
+from infogan.config import TrainConfig
 from infogan.train import Trainer, TrainingDiverged, train
 
 
@@ -79,3 +80,14 @@ def test_invalid_config_values(make_config):
         make_config(batch_size=1)
     with pytest.raises(ValueError, match="lambda_info"):
         make_config(lambda_info=-1)
+
+
+def test_presets_fill_the_objective_terms_unless_given():
+    assert (TrainConfig().lambda_invariance, TrainConfig().lambda_iic) == (1.0, 1.0)  # best, the default
+    paper = TrainConfig(preset="paper")
+    assert (paper.preset, paper.lambda_invariance, paper.lambda_iic) == ("paper", 0.0, 0.0)
+    assert TrainConfig(preset="paper", lambda_iic=0.5).lambda_iic == 0.5  # given explicitly: kept
+    assert TrainConfig(categorical=()).lambda_iic == 0.0  # both terms act on a categorical code
+    assert TrainConfig.from_dict(TrainConfig(preset="paper").to_dict()) == paper  # a saved run keeps its terms
+    with pytest.raises(ValueError, match="unknown preset 'fast'; choose one of best, paper"):
+        TrainConfig(preset="fast")

@@ -27,7 +27,9 @@ def test_a_registered_kind_loads_through_the_registry_and_search(tmp_path, monke
 
     registry.register_feature_loader("toy", load_toy)
     atomic_save(make_checkpoint("toy", {}, 0, {"model": network}, {}, []), tmp_path / "checkpoint.pt")
-    from retrieval.models import load_model  # search asks the registry; it knows no "toy"
+    from retrieval.models import (
+        load_model,  # search asks the registry; it knows no "toy"
+    )
 
     extractor = load_model(tmp_path, device="cpu")
     assert seen["args"] == (tmp_path / "checkpoint.pt", torch.device("cpu"))
