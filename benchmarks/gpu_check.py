@@ -21,12 +21,10 @@ What it does, part by part (``--part``, may be given more than once; ``all`` is 
   L2 normalisation), reporting images/s (median of 3 runs after a warm-up run), and the forward
   pass alone on uint8 batches already on the GPU.
 
-The DIM recipe, and why: ``--preset gpu`` where ``dim.config.PRESETS`` has it, which is the CPU's
-best recipe (the DIM paper's local infoNCE across locations plus the global term, separable
-critics, the KL prior, flip + crop, a cosine learning rate; the most accuracy per minute measured
-in benchmarks/RESULTS.md) with four settings for one GPU; where dim.config has no ``gpu`` preset,
-the same four settings (:data:`GPU_SETTINGS`) are given over its best CPU preset (``best``, or
-``fast`` in older trees), so the run is the same either way:
+The DIM recipe, and why: ``--preset gpu`` (``dim.config.PRESETS``), which is the CPU's best
+recipe (the DIM paper's local infoNCE across locations plus the global term, separable critics,
+the KL prior, flip + crop, a cosine learning rate; the most accuracy per minute measured in
+benchmarks/RESULTS.md) with four settings for one GPU:
 
 * ``arch resnet18``: the DCGAN encoder's kNN top-1 stopped at 52-54 % (on the per-epoch subset)
   between epochs 15 and 38 at a constant rate on the CPU and ended at 62 % with the cosine
@@ -295,18 +293,9 @@ def write_tiny_dataset(root: Path, train: int = 240, test: int = 120) -> Path:
 # ---------------------------------------------------------------------------------- DIM
 
 
-# What the DIM run gives over the best CPU preset where dim.config has no "gpu" preset (see the docstring).
-GPU_SETTINGS: dict[str, Any] = {"arch": "resnet18", "batch_size": 512, "lr": 2e-3, "compile": True}
-
-
 def dim_recipe(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     """The preset of the DIM run and the settings given over it (the command line's last)."""
-    from dim.config import PRESETS
-
-    if "gpu" in PRESETS:
-        preset, settings = "gpu", {}
-    else:
-        preset, settings = ("best" if "best" in PRESETS else "fast"), dict(GPU_SETTINGS)
+    preset, settings = "gpu", {}
     chosen = {"arch": args.dim_arch, "batch_size": args.dim_batch_size, "lr": args.dim_lr}
     settings.update({name: value for name, value in chosen.items() if value is not None})
     if args.no_compile:
