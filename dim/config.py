@@ -99,7 +99,7 @@ class TrainConfig:
         critic_temperature: 0 for the separable critics' raw dot products, else the
             temperature of their cosine scores.
         precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
-            the training step (``auto``: bf16 where the device has fast bf16, see
+            the training step (``auto``: bf16 on CUDA, fp32 on a CPU; see
             :func:`dim.core.device.autocast`), recorded for embedding too.
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.

@@ -207,7 +207,7 @@ class FeatureHead(nn.Module):
     """``Encoder.features`` as a module, the network a :class:`dim.core.features.FeatureExtractor` wraps.
 
     The forward pass runs under :func:`dim.core.device.autocast` with
-    ``precision`` (bf16 where the device has fast bf16, for ``auto``); the
+    ``precision`` (``auto``: bf16 on CUDA, fp32 on a CPU); the
     output is float32.
     """
 

@@ -8,8 +8,8 @@ Example:
 
 The whole training split is decoded once and kept on the training device as
 uint8; each batch is drawn by indexing, normalised, augmented on the device
-and fed in channels-last layout, under bf16 autocast where the device has fast
-bf16 (``precision``, :func:`dim.core.device.autocast`). Loss terms and MI
+and fed in channels-last layout, under bf16 autocast on CUDA (``precision``,
+:func:`dim.core.device.autocast`). Loss terms and MI
 estimates are accumulated on the device and read back once per log interval,
 so the hot path never waits for the device.
 

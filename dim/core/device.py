@@ -50,7 +50,7 @@ def adam(params: Iterable[torch.nn.Parameter], device: torch.device, **options: 
     return torch.optim.Adam(params, fused=True if device.type in ("cpu", "cuda") else None, **options)
 
 
-# Number formats of the matrix work in training and embedding; "auto" picks bf16 where the device has fast bf16.
+# Number formats of the matrix work in training and embedding; "auto" is bf16 on CUDA and fp32 elsewhere.
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -64,7 +64,12 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
-    """The autocast context of a training or embedding step: bf16 for ``bf16`` (or ``auto`` where it is fast).
+    """The autocast context of a training or embedding step: bf16 for ``bf16``, and for ``auto`` on CUDA.
+
+    ``auto`` stays in fp32 on a CPU even where it has fast bf16 (:func:`bf16_is_fast`):
+    measured on an AVX-512 BF16 CPU, bf16 trained the best DIM recipe faster but its
+    raw dot-product critics diverged, and bounded (cosine) critics that stay stable in bf16
+    learned less per minute (``benchmarks/RESULTS.md``). Ask for ``bf16`` to use it anyway.
 
     Args:
         device: where the step runs.
@@ -75,5 +80,5 @@ def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    enabled = precision == "bf16" or (precision == "auto" and bf16_is_fast(device))
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda" and bf16_is_fast(device))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
