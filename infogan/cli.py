@@ -1,4 +1,9 @@
-"""The ``infogan`` command line: training, sample grids and code accuracy."""
+"""The ``infogan`` command line: training (InfoGAN or O-GAN), sample grids and reconstructions, evaluation.
+
+O-GAN is an ``--objective`` of ``infogan train`` rather than a command of its
+own: it trains on the same loop, run directories, checkpoints, resume and
+divergence guard, and every option but the InfoGAN-only ones means the same.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,16 @@ from types import SimpleNamespace
 import click
 
 from infogan import __version__
-from infogan.config import PRESETS, RESUMABLE, TrainConfig
+from infogan.config import OBJECTIVE_DEFAULTS, OBJECTIVES, PRESETS, RESUMABLE, TrainConfig
 
 # The paper's MNIST preset, read off the dataclass without building one (that would import torch).
 _DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
+
+
+def objective_hint(name: str) -> str:
+    """What each objective fills ``name`` in with, for a help text: ``[default: infogan: 2, ogan: 0]``."""
+    values = {objective: defaults[name] for objective, defaults in OBJECTIVE_DEFAULTS.items() if name in defaults}
+    return "[default: " + ", ".join(f"{objective}: {value}" for objective, value in values.items()) + "]"
 
 
 def preset_hint(name: str) -> str:
@@ -25,7 +36,8 @@ def preset_hint(name: str) -> str:
 def main() -> None:
     """InfoGAN: a GAN whose codes (a categorical digit class, continuous style
     variables) are made recoverable from the image by a variational
-    mutual-information bound.
+    mutual-information bound. With --objective ogan: O-GAN, whose discriminator
+    is also an encoder of images.
 
     Run `infogan COMMAND --help` for the options of each command.
     """
@@ -48,6 +60,12 @@ def main() -> None:
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its checkpoint up to --iterations. The run's saved settings "
                    f"are kept; only {', '.join('--' + name.replace('_', '-') for name in RESUMABLE)} apply.")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=_DEFAULTS.objective, show_default=True,
+              help="infogan: codes c made recoverable by Q. ogan: O-GAN, D outputs a vector E(x) of --noise-dim values "
+                   "whose mean is the real/fake score, and corr(z, E(G(z))) is maximised, so D encodes images "
+                   "(no Q, no codes; see docs/ogan.md).")
+@click.option("--lambda-corr", type=click.FloatRange(min=0),
+              help=f"O-GAN only: weight of -corr(z, E(G(z))) in the D and G losses {objective_hint('lambda_corr')}.")
 @click.option("--separate-q", is_flag=True,
               help="Give Q its own convolutional trunk instead of sharing D's (the paper shares it).")
 @click.option("--learn-sigma", is_flag=True,
@@ -69,13 +87,14 @@ def main() -> None:
                    f"categorical code for a real image and for a randomly warped copy of it {preset_hint('lambda_iic')}.")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
-@click.option("--noise", type=click.Choice(["uniform", "normal"]), default=_DEFAULTS.noise, show_default=True,
-              help="Prior of z: Uniform(-1, 1) or N(0, 1).")
+@click.option("--noise", type=click.Choice(["uniform", "normal"]),
+              help=f"Prior of z: Uniform(-1, 1) or N(0, 1) {objective_hint('noise')}.")
 @click.option("--categorical", type=click.IntRange(min=2), multiple=True,
-              help="Categories of a categorical code; repeat for several codes (default: one 10-way code).")
+              help="Categories of a categorical code; repeat for several codes (default: one 10-way code; "
+                   "O-GAN takes none).")
 @click.option("--no-categorical", is_flag=True, help="Use no categorical code (only continuous ones).")
-@click.option("--continuous", type=click.IntRange(min=0), default=_DEFAULTS.continuous, show_default=True,
-              help="Number of continuous codes, each Uniform(-1, 1).")
+@click.option("--continuous", type=click.IntRange(min=0),
+              help=f"Number of continuous codes, each Uniform(-1, 1) {objective_hint('continuous')}.")
 @click.option("--lr-d", type=float, default=_DEFAULTS.lr_d, show_default=True, help="Adam learning rate of D.")
 @click.option("--lr-g", type=float, default=_DEFAULTS.lr_g, show_default=True, help="Adam learning rate of G and Q.")
 @click.option("--image-size", type=int,
@@ -92,8 +111,8 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def train(dataset: str, out: str | None, resume: bool, progress: bool, categorical: tuple[int, ...],
           no_categorical: bool, channels: str | None, **options) -> None:
-    """Train InfoGAN on DATASET: mnist, fashion-mnist, cifar10, ..., shapes
-    (generated, offline) or a folder of images.
+    """Train InfoGAN (or, with --objective ogan, O-GAN) on DATASET: mnist,
+    fashion-mnist, cifar10, ..., shapes (generated, offline) or a folder of images.
 
     The networks, latents and schedule are the paper's MNIST setting: 62 noise
     variables, a 10-way categorical code c1 and two continuous codes c2, c3;
@@ -111,17 +130,27 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
     invariance and IIC terms pin c1 to the class (accuracies over five seeds in
     benchmarks/RESULTS.md). --preset paper trains the paper's objective.
 
+    --objective ogan trains O-GAN on the same networks and schedule: no Q and
+    no codes, N(0, 1) noise, D's head widened to --noise-dim outputs E(x), and
+    -lambda corr(z, E(G(z))) added to both losses (--lambda-corr, default
+    0.5). The progress bar and metrics.csv show the D and G losses and the
+    correlation; samples/ gets 10x10 grids of fixed noise, and the run
+    directory reconstructions.png (test images above G(standardise(E(x)))).
+    The run is a search model for dim-search, and infogan eval reports its kNN
+    top-1.
+
     \b
     Examples:
       infogan train mnist --data-dir ../shared/datasets --iterations 200
       infogan train mnist --data-dir ../shared/datasets --preset paper
+      infogan train mnist --data-dir ../shared/datasets --objective ogan
     """
     from infogan.train import TrainingDiverged
     from infogan.train import train as run_training
 
     if no_categorical and categorical:
         raise click.UsageError("--no-categorical and --categorical exclude each other")
-    codes = () if no_categorical else (categorical or _DEFAULTS.categorical)
+    codes = () if no_categorical else (categorical or None)  # None: the objective's default
     try:
         config = TrainConfig(dataset=dataset, out=out, categorical=codes,
                              channels=int(channels) if channels else None, **options)
@@ -134,6 +163,9 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
 @main.command()
 @click.argument("run_dir", type=click.Path(exists=True))
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
+@click.option("--reconstruct", "images", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="O-GAN runs: an image file to reconstruct as G(standardise(E(x))); repeat it, or list the files "
+                   "after the option's first use. Draws each row of inputs above their reconstructions.")
 @click.option("--vary", default="c1", show_default=True,
               help="The code to vary: c1 (categorical on the paper preset), c2, c3, ...")
 @click.option("--range", "value_range", type=click.FloatRange(min=0), default=2.0, show_default=True,
@@ -144,24 +176,39 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
                    "A categorical code has one row per category.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed noise.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
+@click.argument("extra_images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 def sample(
-    run_dir: str, out: str, vary: str, value_range: float, columns: int, rows: int | None, seed: int, device: str
+    run_dir: str, out: str, images: tuple[str, ...], extra_images: tuple[str, ...], vary: str, value_range: float,
+    columns: int, rows: int | None, seed: int, device: str,
 ) -> None:
-    """Write a traversal grid of a trained run: vary one code with the rest fixed.
+    """Write a traversal grid of a trained run: vary one code with the rest fixed;
+    or, for an O-GAN run with --reconstruct, its reconstructions of images.
 
     Varying a categorical code gives one row per category (each column one noise
     sample); varying a continuous code sweeps it across the columns from -RANGE
     to RANGE, each row a different noise sample and c1 value, as in the paper's
     Figure 2.
 
-    \b
-    Example:
-      infogan sample runs/mnist --vary c2 --range 2 --out c2.png
-    """
-    from infogan.sample import save_traversal
+    --reconstruct IMAGES... (O-GAN runs) encodes each image with the
+    discriminator, E(x), and draws G(standardise(E(x))) below it, COLUMNS
+    images to a row; the files are resized and centre-cropped to the model's
+    input as training images are.
 
+    \b
+    Examples:
+      infogan sample runs/mnist --vary c2 --range 2 --out c2.png
+      infogan sample runs/ogan-mnist --reconstruct digits/*.png --out reconstructions.png
+    """
+    from infogan.sample import save_reconstruction, save_traversal
+
+    files = images + extra_images
+    if extra_images and not images:
+        raise click.UsageError(f"got extra arguments {' '.join(extra_images)}: image files follow --reconstruct")
     try:
-        path = save_traversal(run_dir, out, vary, value_range, columns, rows, seed, device)
+        if files:
+            path = save_reconstruction(run_dir, files, out, columns, device)
+        else:
+            path = save_traversal(run_dir, out, vary, value_range, columns, rows, seed, device)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
     click.echo(f"wrote {path}")
@@ -179,13 +226,19 @@ def sample(
 def evaluate(
     run_dir: str, data_dir: str | None, split: str, confusion_png: str | None, batch_size: int, device: str
 ) -> None:
-    """Score the categorical code c1 as an unsupervised classifier.
+    """Score the categorical code c1 as an unsupervised classifier (O-GAN
+    runs: the kNN top-1 of the encoding E(x)).
 
     Q reads off c1 for every real image of the split; its categories are matched
     one-to-one to the labels by the Hungarian algorithm on the confusion matrix,
     and the accuracy under that matching is reported (the paper: 95% on MNIST).
     Prints a summary, then, as the last line, one JSON object with cat_accuracy,
     mapping (category -> class index), dataset, iterations and more.
+
+    For an O-GAN run, E(x) of the split's images is classified by a weighted
+    vote of their 200 most cosine-similar training images (T = 0.1), as dim eval
+    does; the JSON object then has knn_top1, k, temperature, num_train,
+    num_test, feature_dim and knn_png (10 queries and their nearest neighbours).
     """
     from infogan.evaluate import evaluate as run_evaluation
 
@@ -193,6 +246,14 @@ def evaluate(
         result = run_evaluation(run_dir, data_dir, split, device, batch_size, confusion_png)
     except (ValueError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
+    if "knn_top1" in result:  # an O-GAN run
+        click.echo(f"{result['dataset']} {result['split']} ({result['num_test']} images, {result['num_train']} "
+                   f"training images as memory), after {result['iterations']} iterations")
+        click.echo(f"kNN top-1 of E(x) ({result['feature_dim']}-d; k={result['k']}, T={result['temperature']:g}): "
+                   f"{100 * result['knn_top1']:.2f}%")
+        click.echo(f"neighbour grid: {result['knn_png']}")
+        click.echo(json.dumps(result))
+        return
     classes = result["classes"]
     click.echo(f"{result['dataset']} {result['split']} ({result['num_images']} images), "
                f"after {result['iterations']} iterations")

@@ -58,12 +58,16 @@ class LatentSpec:
             ``"normal"`` (N(0, 1)).
         categorical: the number of categories of each categorical code (uniform prior).
         continuous: the number of continuous codes, each Uniform(-1, 1).
+        needs_code: refuse a space without codes (InfoGAN's Q needs one). O-GAN,
+            whose generator reads the noise alone, passes ``False`` with
+            ``categorical=()`` and ``continuous=0``.
     """
 
     noise_dim: int = 62
     noise: str = "uniform"
     categorical: tuple[int, ...] = (10,)
     continuous: int = 2
+    needs_code: bool = True
 
     def __post_init__(self) -> None:
         if self.noise_dim < 0:
@@ -75,8 +79,13 @@ class LatentSpec:
             raise ValueError(f"every categorical code needs at least 2 categories, got {self.categorical}")
         if self.continuous < 0:
             raise ValueError(f"continuous must be >= 0, got {self.continuous}")
-        if not self.categorical and self.continuous == 0:
+        if self.needs_code and not self.categorical and self.continuous == 0:
             raise ValueError("InfoGAN needs at least one code: give a categorical code or continuous > 0")
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of each noise variable under the prior: 1 for N(0, 1), 1/sqrt(3) for Uniform(-1, 1)."""
+        return 1.0 if self.noise == "normal" else 3.0 ** -0.5
 
     @property
     def input_dim(self) -> int:
@@ -155,6 +164,8 @@ class LatentSpec:
         Returns:
             A :class:`Latent` of ``rows * columns`` items on the CPU.
         """
+        if not self.code_names:
+            raise ValueError("this latent space has no codes to vary (an O-GAN run: its generator reads the noise alone)")
         if vary not in self.code_names:
             raise ValueError(f"unknown code {vary!r}: this model has the codes {', '.join(self.code_names)}")
         if columns < 1:

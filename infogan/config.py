@@ -1,4 +1,4 @@
-"""The settings of an InfoGAN run (kept free of torch imports, so the CLI starts fast)."""
+"""The settings of an InfoGAN or O-GAN run (kept free of torch imports, so the CLI starts fast)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,17 @@ if TYPE_CHECKING:
     from infogan.codes import LatentSpec
 
 
+# The objectives one trainer knows (``infogan train --objective``); each is also its runs' checkpoint kind.
+OBJECTIVES: dict[str, str] = {
+    "infogan": "InfoGAN (Chen et al., NeurIPS 2016): Q recovers the codes c from G(z, c) through a variational MI bound",
+    "ogan": "O-GAN (Su, arXiv 1903.01931): D outputs a vector E(x) of the noise's size, whose mean is the real/fake "
+            "score, and corr(z, E(G(z))) is maximised, so D is also an encoder",
+}
+# What each objective fills in where the settings leave the latent space (and O-GAN's weight) open.
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "infogan": {"noise": "uniform", "categorical": (10,), "continuous": 2},
+    "ogan": {"noise": "normal", "categorical": (), "continuous": 0, "lambda_corr": 0.5},
+}
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
 RESUMABLE = ("iterations", "device", "data_dir")
 # The settings a preset fills in when they are not given explicitly (the same preset names as `dim train`).
@@ -27,7 +38,9 @@ class TrainConfig:
 
     The defaults are the InfoGAN paper's MNIST networks, latents and schedule,
     with the objective of the ``best`` preset; ``preset="paper"`` gives the
-    paper's objective.
+    paper's objective. ``objective="ogan"`` trains O-GAN on the same networks
+    and schedule instead (see docs/ogan.md): no Q and no codes, normal noise,
+    and D's head widened to ``noise_dim`` outputs.
 
     Args:
         dataset: a dataset name (``mnist``, ``fashion-mnist``, ``cifar10``, ``shapes``, ...)
@@ -40,10 +53,15 @@ class TrainConfig:
         batch_size: images per step for D and for G.
         seed: seeds every RNG; the same seed and device give the same run.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ...
-        noise_dim: number of incompressible noise variables z (see :class:`~infogan.codes.LatentSpec`).
-        noise: prior of z, ``uniform`` or ``normal``.
-        categorical: the number of categories of each categorical code.
-        continuous: the number of continuous codes, each Uniform(-1, 1).
+        objective: a key of :data:`OBJECTIVES`: ``infogan`` (the default) or ``ogan``.
+        noise_dim: number of incompressible noise variables z (see :class:`~infogan.codes.LatentSpec`);
+            for O-GAN also the size of the encoding E(x).
+        noise: prior of z, ``uniform`` or ``normal`` (default: ``uniform`` for InfoGAN,
+            ``normal`` for O-GAN, as in each paper's code).
+        categorical: the number of categories of each categorical code (default: one
+            10-way code for InfoGAN, none for O-GAN, which refuses codes).
+        continuous: the number of continuous codes, each Uniform(-1, 1) (default: 2
+            for InfoGAN, 0 for O-GAN, which refuses codes).
         lambda_info: weight lambda of the information term; 0 gives a plain GAN.
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
         preset: a key of :data:`PRESETS`, filling ``lambda_invariance`` and ``lambda_iic``
@@ -53,6 +71,8 @@ class TrainConfig:
         lambda_iic: weight of the clustering term on real images: minus the mutual
             information between Q's categorical codes for a real image and for a
             warped copy of it (IIC, :class:`dim.mi.PairedCategoricalMI`); 0 (the paper) turns it off.
+        lambda_corr: O-GAN's weight lambda of ``-corr(z, E(G(z)))`` in both steps
+            (default 0.5, the O-GAN code's); InfoGAN refuses it.
         learn_sigma: Q predicts a (clamped) log sigma per continuous code instead of sigma = 1.
         separate_q: Q gets its own trunk instead of sharing D's.
         lr_d: Adam learning rate of D.
@@ -74,15 +94,17 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
+    objective: str = "infogan"
     noise_dim: int = 62
-    noise: str = "uniform"
-    categorical: tuple[int, ...] = (10,)
-    continuous: int = 2
+    noise: str | None = None
+    categorical: tuple[int, ...] | None = None
+    continuous: int | None = None
     lambda_info: float = 1.0
     lambda_cont: float = 1.0
     preset: str = "best"
     lambda_invariance: float | None = None
     lambda_iic: float | None = None
+    lambda_corr: float | None = None
     learn_sigma: bool = False
     separate_q: bool = False
     lr_d: float = 2e-4
@@ -95,6 +117,15 @@ class TrainConfig:
     max_loss: float = 100.0
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.objective == "ogan":
+            self._check_ogan()
+        elif self.lambda_corr is not None:
+            raise ValueError("lambda_corr weighs O-GAN's correlation term: pass --objective ogan, or drop --lambda-corr")
+        for name, value in OBJECTIVE_DEFAULTS[self.objective].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         for name, value in PRESETS[self.preset].items():
@@ -107,8 +138,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
-        for name in ("lambda_info", "lambda_cont", "lambda_invariance", "lambda_iic"):
-            if getattr(self, name) < 0:
+        for name in ("lambda_info", "lambda_cont", "lambda_invariance", "lambda_iic", "lambda_corr"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lambda_invariance", "lambda_iic"):
             if getattr(self, name) and not self.categorical:
@@ -117,11 +148,31 @@ class TrainConfig:
             raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
         self.latent_spec()  # validates the latent sizes
 
+    def _check_ogan(self) -> None:
+        """Refuse what O-GAN has no use for: codes, Q's options and InfoGAN's terms (before defaults fill in)."""
+        if self.categorical or self.continuous:
+            raise ValueError("O-GAN's generator reads the noise z alone, without codes: drop --categorical and "
+                             "--continuous (or pass --no-categorical --continuous 0)")
+        if self.noise_dim < 2:
+            raise ValueError(f"O-GAN needs noise_dim >= 2 (the correlation centres z over its dimensions), "
+                             f"got {self.noise_dim}")
+        for name in ("separate_q", "learn_sigma"):
+            if getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} is an option of InfoGAN's Q, and O-GAN has no Q: drop it")
+        for name in ("lambda_invariance", "lambda_iic"):
+            if getattr(self, name):
+                raise ValueError(f"{name} is an InfoGAN term on Q's categorical code, and O-GAN has none: drop it")
+        defaults = {f.name: f.default for f in fields(self)}
+        for name in ("lambda_info", "lambda_cont"):
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"{name} weighs InfoGAN's information term; O-GAN's weight is --lambda-corr")
+
     def latent_spec(self) -> LatentSpec:
-        """The latent space these settings describe (validated)."""
+        """The latent space these settings describe (validated); O-GAN's is the noise alone."""
         from infogan.codes import LatentSpec  # here, not at the top: it imports torch
 
-        return LatentSpec(self.noise_dim, self.noise, self.categorical, self.continuous)
+        return LatentSpec(self.noise_dim, self.noise, self.categorical, self.continuous,
+                          needs_code=self.objective != "ogan")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON- and ``weights_only``-safe plain dict."""

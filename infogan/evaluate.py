@@ -6,6 +6,10 @@ without having seen a label. Q's categories are numbered arbitrarily, so they
 are matched one-to-one to the labels by the Hungarian algorithm on the
 confusion matrix (the matching that maximises the number of agreements), and
 the accuracy is counted under that matching.
+
+An O-GAN run has no codes; its discriminator's encoding E(x) is judged as
+features instead, by the weighted kNN top-1 of :func:`dim.core.probes.evaluate`
+(k = 200, T = 0.1; training split as memory), as ``dim eval`` judges DIM.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from dim.core.images import normalize_images
-from infogan.checkpoint import load_run
-from infogan.models import InfoGAN
+from infogan.checkpoint import TrainedRun, encoder_features, load_run
+from infogan.models import OGAN, InfoGAN
 
 
 @torch.no_grad()
@@ -110,10 +114,11 @@ def evaluate(
     confusion_png: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Categorical-code accuracy of a trained run on a labelled split of its dataset.
+    """Categorical-code accuracy of a trained run on a labelled split of its dataset (O-GAN: kNN top-1 of E(x)).
 
     Also writes the confusion matrix (default ``RUN_DIR/confusion.png``) and the
-    result as ``RUN_DIR/eval_<split>.json``.
+    result as ``RUN_DIR/eval_<split>.json``. For an O-GAN run it returns
+    :func:`evaluate_encoder`'s result instead (``confusion_png`` unused).
 
     Args:
         run: the run directory or its ``checkpoint.pt``.
@@ -137,6 +142,8 @@ def evaluate(
     )
 
     trained = load_run(run, device)
+    if isinstance(trained.model, OGAN):
+        return evaluate_encoder(trained, data_dir, split, batch_size, progress)
     model, config = trained.model, trained.config
     if not model.spec.categorical:
         raise ValueError(f"{trained.path} has no categorical code; accuracy needs one (train with --categorical 10)")
@@ -167,5 +174,62 @@ def evaluate(
         "confusion": confusion.tolist(),
         "confusion_png": str(png),
     }
+    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def evaluate_encoder(
+    trained: TrainedRun,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    batch_size: int = 500,
+    progress: bool = False,
+    k: int = 200,
+    temperature: float = 0.1,
+) -> dict[str, Any]:
+    """Weighted kNN top-1 of an O-GAN run's encoding E(x) on a labelled split (training split as memory).
+
+    :func:`dim.core.probes.evaluate` with k = 200 and T = 0.1: E(x) is
+    L2-normalised, and the k most cosine-similar training images vote with
+    weight ``exp(cos / T)``. Writes ``RUN_DIR/knn.png`` (10 queries and their 9
+    nearest training images) and the result as ``RUN_DIR/eval_<split>.json``.
+
+    Args:
+        trained: the loaded O-GAN run (:func:`infogan.checkpoint.load_run`).
+        data_dir: root of the named datasets (default: the one the run was trained with).
+        split: the query split.
+        batch_size: images per forward pass.
+        progress: show a progress bar while decoding image files.
+        k: neighbours that vote.
+        temperature: T of the vote weight.
+
+    Returns:
+        ``knn_top1`` (fraction in [0, 1]), ``k``, ``temperature``, ``num_train``, ``num_test``,
+        ``images_per_s``, ``feature_dim``, ``dataset``, ``split``, ``iterations`` and ``knn_png``.
+
+    Raises:
+        ValueError: if the training split or ``split`` has no labels.
+    """
+    from dim.core.data import (
+        load_dataset,  # imported here: torchvision adds seconds to every CLI start
+    )
+    from dim.core.probes import evaluate as probe
+
+    model, config = trained.model, trained.config
+    root = data_dir or config.data_dir
+    size = {"image_size": model.image_size, "channels": model.channels, "progress": progress}
+    memory = load_dataset(config.dataset, "train", root, **size)
+    queries = load_dataset(config.dataset, split, root, **size)
+    for dataset in (memory, queries):
+        if not dataset.is_labelled or bool((dataset.labels < 0).any()):
+            raise ValueError(f"the {dataset.split!r} split of {config.dataset} is not labelled: kNN accuracy needs "
+                             f"a class for every image")
+    extractor = encoder_features(trained)
+    run_dir = trained.path.parent
+    png = run_dir / "knn.png"
+    summary = probe(extractor, memory.images, memory.labels, queries.images, queries.labels, memory.num_classes,
+                    k=k, temperature=temperature, grid_path=png, batch_size=batch_size)
+    result = {"dataset": config.dataset, "split": split, "iterations": trained.step,
+              "feature_dim": extractor.feature_dim, **summary, "knn_png": str(png)}
     (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
     return result

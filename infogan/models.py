@@ -10,6 +10,10 @@ Chen et al., *InfoGAN*, NeurIPS 2016, Appendix C, Table 1 (MNIST):
 Every stride-2 layer halves (or doubles) the side, so the same networks serve
 28x28 grey (MNIST, Fashion-MNIST: a 7x7 base) and 32x32 colour images (8x8).
 Q shares D's trunk (the paper) or, with ``separate_q``, has its own copy of it.
+
+O-GAN (Su, arXiv 1903.01931) reuses G and D's trunk: :class:`Encoder` is D
+with a head of ``noise_dim`` outputs E(x), whose mean is the real/fake score,
+and :class:`OGAN` holds it with G (no Q).
 """
 
 from __future__ import annotations
@@ -119,6 +123,17 @@ class Trunk(nn.Module):
         return self.act(batch_norm(self.bn_fc, self.fc(x.flatten(1)), groups))  # (B, 1024)
 
 
+@torch.no_grad()
+def generate(generator: Generator, spec: LatentSpec, latent: Latent) -> Tensor:
+    """``generator``'s ``(B, C, S, S)`` images in [-1, 1] for ``latent``, with its BatchNorm in eval mode."""
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    images = generator(spec.generator_input(Latent(*(t.to(device) for t in latent))))
+    generator.train(was_training)
+    return images
+
+
 class QHead(nn.Module):
     """Q's own layers: ``(B, 1024)`` trunk features -> ``(B, out_dim)`` code parameters (FC 128 BN lReLU -> FC)."""
 
@@ -167,15 +182,9 @@ class InfoGAN(nn.Module):
         self.q_head = QHead(spec.q_output_dim(learn_sigma))
         self.apply(init_weights)
 
-    @torch.no_grad()
     def generate(self, latent: Latent) -> Tensor:
         """G's ``(B, C, S, S)`` images in [-1, 1] for ``latent``, with G's BatchNorm in eval mode."""
-        was_training = self.generator.training
-        self.generator.eval()
-        device = next(self.generator.parameters()).device
-        images = self.generator(self.spec.generator_input(Latent(*(t.to(device) for t in latent))))
-        self.generator.train(was_training)
-        return images
+        return generate(self.generator, self.spec, latent)
 
     def discriminate(self, images: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
         """``(B, C, S, S)`` images -> (real/fake logits ``(B,)``, trunk features ``(B, 1024)``).
@@ -206,3 +215,82 @@ class InfoGAN(nn.Module):
         """Trained by G's optimiser: G, Q's head and (with ``separate_q``) Q's trunk."""
         q_trunk = [] if self.q_trunk is None else list(self.q_trunk.parameters())
         return [*self.generator.parameters(), *q_trunk, *self.q_head.parameters()]
+
+
+class Encoder(nn.Module):
+    """O-GAN's discriminator E: InfoGAN's D with a head of ``code_dim`` outputs instead of one.
+
+    ``(B, C, S, S)`` images -> ``E(x)``, ``(B, code_dim)``: D's trunk (FC 1024
+    lReLU BN) followed by FC ``code_dim``. Its mean over the dimensions is the
+    real/fake score (:meth:`OGAN.discriminate`), and the vector itself is the
+    image's encoding.
+    """
+
+    def __init__(self, code_dim: int, channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.trunk = Trunk(channels, image_size)
+        self.head = nn.Linear(FEATURE_DIM, code_dim)
+
+    def forward(self, images: Tensor, groups: int = 1) -> Tensor:
+        """``E(x)`` of ``(B, C, S, S)`` images, ``(B, code_dim)``; ``groups`` as in :func:`batch_norm`."""
+        return self.head(self.trunk(images, groups))
+
+
+class OGAN(nn.Module):
+    """O-GAN's networks: InfoGAN's G on the noise alone, and a D that is also an encoder (no Q).
+
+    Su, *O-GAN: Extremely Concise Approach for Auto-Encoding Generative
+    Adversarial Networks*, arXiv 1903.01931: D outputs a vector ``E(x)`` of the
+    noise's size; ``avg(E(x))``, its mean over the dimensions, is the real/fake
+    logit, and G(standardise(E(x))) reconstructs x once training has made
+    ``E(G(z))`` correlate with ``z`` (:func:`infogan.objective.pearson_correlation`).
+
+    Args:
+        spec: the latent space: noise only (``categorical=()``, ``continuous=0``,
+            ``needs_code=False``); E(x) has ``spec.noise_dim`` values.
+        channels: 1 (grey) or 3 (RGB).
+        image_size: side of the square images, a multiple of 4.
+    """
+
+    separate_q = False  # what InfoGAN's trainer asks of every model: there is no Q at all
+
+    def __init__(self, spec: LatentSpec, channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        if spec.categorical or spec.continuous:
+            raise ValueError(f"O-GAN's generator reads the noise alone: the latent space must have no codes, "
+                             f"got categorical={spec.categorical}, continuous={spec.continuous}")
+        self.spec = spec
+        self.channels = channels
+        self.image_size = image_size
+        self.generator = Generator(spec.input_dim, channels, image_size)
+        self.encoder = Encoder(spec.noise_dim, channels, image_size)
+        self.apply(init_weights)
+
+    def generate(self, latent: Latent) -> Tensor:
+        """G's ``(B, C, S, S)`` images in [-1, 1] for ``latent`` (the noise alone), with G's BatchNorm in eval mode."""
+        return generate(self.generator, self.spec, latent)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor) -> Tensor:
+        """``E(x)``, ``(B, noise_dim)``, of ``(B, C, S, S)`` images in [-1, 1], with E's BatchNorm in eval mode."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        codes = self.encoder(images.to(next(self.encoder.parameters()).device))
+        self.encoder.train(was_training)
+        return codes
+
+    def discriminate(self, images: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
+        """``(B, C, S, S)`` images -> (real/fake logits ``avg(E(x))``, ``(B,)``; the encodings ``E(x)``, ``(B, noise_dim)``).
+
+        ``groups`` scores a concatenated batch with BatchNorm statistics per part, as InfoGAN's D does.
+        """
+        codes = self.encoder(images, groups)  # (B, noise_dim)
+        return codes.mean(dim=1), codes
+
+    def d_parameters(self) -> list[nn.Parameter]:
+        """Trained by D's optimiser: the encoder (trunk and head)."""
+        return list(self.encoder.parameters())
+
+    def g_parameters(self) -> list[nn.Parameter]:
+        """Trained by G's optimiser: G."""
+        return list(self.generator.parameters())

@@ -1,4 +1,4 @@
-"""InfoGAN's objective: the GAN game plus lambda times the variational bound L_I.
+"""InfoGAN's objective (the GAN game plus lambda times the variational bound L_I), and O-GAN's.
 
 Chen et al., *InfoGAN*, NeurIPS 2016, Eq. (6):
 
@@ -14,6 +14,10 @@ normalise each half with its own batch statistics
 paper's code, so the fake half of the D step is normalised like the all-fake
 batch of the G step. Plain BatchNorm on the concatenation would mix real and
 fake statistics.
+
+O-GAN (Su, arXiv 1903.01931; :class:`OGANObjective`) plays the same game on
+D's mean output ``avg(E(x))`` and adds ``-lambda * corr(z, E(G(z)))``
+(:func:`pearson_correlation`) to both steps.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 
 from dim.mi import BoundOutput, CategoricalQBound, GaussianQBound, PairedCategoricalMI
 from infogan.codes import Latent, LatentSpec, QParams
-from infogan.models import InfoGAN
+from infogan.models import OGAN, InfoGAN
 
 
 def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -37,6 +41,34 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 def generator_loss(fake_logits: Tensor) -> Tensor:
     """G's non-saturating loss ``-E log D(G(z))`` from ``(B,)`` logits of generated images."""
     return F.softplus(-fake_logits).mean()
+
+
+def pearson_correlation(x: Tensor, y: Tensor, eps: float = 1e-12) -> Tensor:
+    """Pearson correlation between each row of ``x`` and the same row of ``y``, over the dimensions.
+
+    O-GAN's correlation term (Su, arXiv 1903.01931, and its code): with
+    ``D`` dimensions, per sample ``i``
+
+        x'_i = x_i - (1/D) sum_d x_id,        y'_i = y_i - (1/D) sum_d y_id
+        rho_i = < x'_i / max(||x'_i||, eps),  y'_i / max(||y'_i||, eps) >
+
+    i.e. mean-centred over the dimensions, L2-normalised (as
+    :func:`torch.nn.functional.normalize`), and the dot product of the two.
+    ``rho_i`` lies in [-1, 1] and does not change when row ``i`` of either
+    argument is scaled by a positive factor or shifted by a constant, so
+    maximising it leaves the mean of ``E(x)`` (D's real/fake score) free.
+
+    A measure of linear dependence, not a bound on mutual information: it reads
+    in [-1, 1], not in nats (see docs/ogan.md).
+
+    Shapes:
+        x, y: ``(B, D)`` with ``D >= 2`` -> ``(B,)``. Average over the batch for the loss.
+    """
+    if x.dim() != 2 or x.shape != y.shape or x.shape[1] < 2:
+        raise ValueError(f"x and y must both be (B, D) with D >= 2, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x = F.normalize(x - x.mean(dim=1, keepdim=True), dim=1, eps=eps)  # (B, D)
+    y = F.normalize(y - y.mean(dim=1, keepdim=True), dim=1, eps=eps)  # (B, D)
+    return (x * y).sum(dim=1)
 
 
 class InfoOutput(NamedTuple):
@@ -145,8 +177,27 @@ class InfoGANObjective:
         self.lambda_info = lambda_info
         self.lambda_invariance = lambda_invariance
         self.lambda_iic = lambda_iic
+        self.spec = spec
         self.info_loss = InfoLoss(spec, lambda_cont)
         self.iic = PairedCategoricalMI()
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of :meth:`values`, the columns of ``metrics.csv`` (before ``it_per_s``)."""
+        names = ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
+        names += ["invariance_loss"] if self.lambda_invariance else []
+        return names + (["iic_mi"] if self.lambda_iic else [])
+
+    def values(self, d_adversarial: Tensor, g: GeneratorObjective) -> Tensor:
+        """One step's detached statistics in the order of :attr:`metric_names`, on the device."""
+        values = [torch.stack([d_adversarial, g.adversarial, g.info.loss]).detach(), g.info.mi]
+        values += [term.detach().reshape(1) for term in (g.invariance, g.iic) if term is not None]
+        return torch.cat(values)
+
+    def summary(self, means: dict[str, float]) -> str:
+        """The progress bar's text: D and G losses and L_I per code in nats."""
+        codes = " ".join(f"{name}={means[f'mi_{name}']:.2f}" for name in self.spec.code_names)
+        return f"D={means['d_loss']:.3f} G={means['g_loss']:.3f} L_I[nats] {codes}"
 
     def discriminator(
         self,
@@ -253,3 +304,88 @@ class InfoGANObjective:
         q_real = self.model.recognize(real, real_features)
         q_warped = self.model.recognize(real_warped, warped_features)
         return -torch.stack([self.iic(a, b).loss for a, b in zip(q_real.logits, q_warped.logits)]).sum()
+
+
+class OGANGeneratorObjective(NamedTuple):
+    """What :meth:`OGANObjective.generator` returns.
+
+    Attributes:
+        total: the loss of the G step: ``adversarial - lambda_corr * correlation``.
+        adversarial: G's non-saturating loss on the mean score, ``softplus(-avg(E(G(z))))`` averaged.
+        correlation: ``corr(z, E(G(z)))`` averaged over the batch (:func:`pearson_correlation`), in [-1, 1].
+    """
+
+    total: Tensor
+    adversarial: Tensor
+    correlation: Tensor
+
+
+class OGANObjective:
+    """O-GAN's losses (Su, arXiv 1903.01931): the standard GAN on the mean score, plus the correlation term.
+
+    D outputs ``E(x)``, ``(B, noise_dim)``, and its score is ``avg(E(x))``, the
+    mean over the dimensions, used as the logit of the standard GAN. With
+    ``rho = mean_i corr(z_i, E(G(z_i)))`` (:func:`pearson_correlation`), both
+    steps subtract ``lambda_corr * rho``:
+
+        D step:  mean softplus(-avg E(x)) + mean softplus(avg E(G(z))) - lambda_corr * rho   (G(z) detached)
+        G step:  mean softplus(-avg E(G(z)))                          - lambda_corr * rho
+
+    so E learns to read z back from G(z) and G learns to make z readable. The
+    paper's code trains GAN-QP with ``lambda = 0.5``; this objective keeps
+    InfoGAN's standard (non-saturating) GAN loss, so the two objectives of this
+    package differ only in D's head and the extra term.
+
+    Args:
+        model: G and the encoder-discriminator E.
+        lambda_corr: weight of the correlation term (0: a plain GAN with a mean-score head).
+    """
+
+    metric_names = ["d_loss", "g_loss", "corr"]
+
+    def __init__(self, model: OGAN, lambda_corr: float = 0.5) -> None:
+        if lambda_corr < 0:
+            raise ValueError(f"lambda_corr must be >= 0, got {lambda_corr}")
+        self.model = model
+        self.lambda_corr = lambda_corr
+
+    def discriminator(
+        self, real: Tensor, fake: Tensor, latent: Latent, warped: None = None, real_warped: None = None
+    ) -> tuple[Tensor, Tensor]:
+        """D's loss on ``(B, C, H, W)`` real and (detached) fake images made from ``latent``.
+
+        Args:
+            warped, real_warped: InfoGAN's warped batches; O-GAN has no terms on them, so they must be ``None``.
+
+        Returns:
+            ``(total, adversarial)``: ``total`` is ``adversarial - lambda_corr * rho``.
+        """
+        if warped is not None or real_warped is not None:
+            raise ValueError("O-GAN has no invariance or IIC term: pass no warped images")
+        batch_size = real.shape[0]
+        scores, codes = self.model.discriminate(torch.cat([real, fake]), groups=2)  # (2B,), (2B, noise_dim)
+        adversarial = discriminator_loss(scores[:batch_size], scores[batch_size:])
+        correlation = pearson_correlation(latent.noise, codes[batch_size:]).mean()
+        return adversarial - self.lambda_corr * correlation, adversarial
+
+    def generator(
+        self, fake: Tensor, latent: Latent, warped: None = None, real: Tensor | None = None, real_warped: None = None
+    ) -> OGANGeneratorObjective:
+        """G's loss on ``(B, C, H, W)`` generated images and the latents that made them.
+
+        ``warped`` and ``real_warped`` must be ``None`` (see :meth:`discriminator`); ``real`` is unused.
+        """
+        if warped is not None or real_warped is not None:
+            raise ValueError("O-GAN has no invariance or IIC term: pass no warped images")
+        scores, codes = self.model.discriminate(fake)  # (B,), (B, noise_dim)
+        adversarial = generator_loss(scores)
+        correlation = pearson_correlation(latent.noise, codes).mean()
+        return OGANGeneratorObjective(adversarial - self.lambda_corr * correlation, adversarial, correlation)
+
+    def values(self, d_adversarial: Tensor, g: OGANGeneratorObjective) -> Tensor:
+        """One step's detached ``(3,)`` statistics: D's and G's adversarial losses and the G step's rho."""
+        return torch.stack([d_adversarial, g.adversarial, g.correlation]).detach()
+
+    def summary(self, means: dict[str, float]) -> str:
+        """The progress bar's text: D and G losses and corr(z, E(G(z)))."""
+        return f"D={means['d_loss']:.3f} G={means['g_loss']:.3f} corr(z,E(G(z)))={means['corr']:.3f}"

@@ -1,4 +1,4 @@
-"""Training InfoGAN: alternate a D step and a G+Q step, with run directories and exact resume.
+"""Training InfoGAN (or O-GAN): alternate a D step and a G+Q step, with run directories and exact resume.
 
 Chen et al., *InfoGAN*, NeurIPS 2016. One iteration, at batch size B:
 
@@ -20,8 +20,14 @@ maximise the mutual information between its c1 for an image and for the copy
 (IIC, :class:`dim.mi.PairedCategoricalMI`): Q's codes must then group real
 images confidently and consistently, not only tell the fakes apart.
 
-The losses of both steps are :class:`infogan.objective.InfoGANObjective`'s;
-this module is the loop around them: data on the device, optimisers, the run
+With ``objective="ogan"`` the same loop trains O-GAN (Su, arXiv 1903.01931):
+:class:`infogan.models.OGAN` and :class:`infogan.objective.OGANObjective`, no
+Q and no codes; the G step trains G alone. At the end it also draws
+``reconstructions.png``: real images above G(standardise(E(x)))
+(:func:`infogan.sample.save_reconstructions`).
+
+The losses of both steps are :class:`infogan.objective.InfoGANObjective`'s
+(or :class:`~infogan.objective.OGANObjective`'s); this module is the loop around them: data on the device, optimisers, the run
 directory (:func:`dim.core.runs.open_run`), checkpoints, sample grids and the
 divergence guard.
 
@@ -40,20 +46,38 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from dim.core.device import adam, seed_everything, select_device
 from dim.core.images import normalize_images
 from dim.core.metrics import MetricsLog, MetricWindow
 from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_config
 from infogan.augment import random_affine
-from infogan.checkpoint import CHECKPOINT_KIND
+from infogan.checkpoint import CHECKPOINT_KINDS
+from infogan.codes import LatentSpec
 from infogan.config import RESUMABLE, TrainConfig
-from infogan.models import InfoGAN
-from infogan.objective import InfoGANObjective
+from infogan.models import OGAN, InfoGAN
+from infogan.objective import InfoGANObjective, OGANObjective
+from infogan.sample import save_reconstructions
+
+RECONSTRUCTIONS = 10  # images in the top row of reconstructions.png
 
 
 class TrainingDiverged(RuntimeError):
     """Training stopped because a loss became NaN/inf or exploded; the last good checkpoint is kept."""
+
+
+def build_networks(
+    config: TrainConfig, spec: LatentSpec, channels: int, image_size: int
+) -> tuple[InfoGAN | OGAN, InfoGANObjective | OGANObjective]:
+    """The networks and the objective of ``config.objective``, on the CPU."""
+    if config.objective == "ogan":
+        model = OGAN(spec, channels, image_size)
+        return model, OGANObjective(model, config.lambda_corr)
+    model = InfoGAN(spec, channels, image_size, config.separate_q, config.learn_sigma)
+    objective = InfoGANObjective(
+        model, spec, config.lambda_info, config.lambda_cont, config.lambda_invariance, config.lambda_iic
+    )
+    return model, objective
 
 
 def _update(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[torch.nn.Parameter]) -> None:
@@ -65,7 +89,7 @@ def _update(optimizer: torch.optim.Optimizer, loss: Tensor, params: list[torch.n
 
 
 class Trainer:
-    """InfoGAN's training loop over an in-memory uint8 image tensor.
+    """InfoGAN's (and O-GAN's) training loop over an in-memory uint8 image tensor.
 
     Args:
         config: the run's settings.
@@ -74,6 +98,9 @@ class Trainer:
         run_dir: where to write metrics, samples and checkpoints; ``None``
             trains without writing anything (benchmarks).
         classes: the dataset's class names, kept in the checkpoint for evaluation.
+        held_out: uint8 ``(M, C, H, W)`` images whose reconstructions an O-GAN run
+            draws at the end (the first :data:`RECONSTRUCTIONS`; default: the
+            first training images). Ignored for InfoGAN.
 
     Construction seeds every RNG with ``config.seed`` (then builds the networks),
     so two trainers with the same config and device start identically.
@@ -89,6 +116,7 @@ class Trainer:
         images: Tensor,
         run_dir: Path | None = None,
         classes: list[str] | None = None,
+        held_out: Tensor | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -101,10 +129,8 @@ class Trainer:
         seed_everything(config.seed)
         self.spec = config.latent_spec()
         channels, image_size = images.shape[1], images.shape[-1]
-        self.model = InfoGAN(self.spec, channels, image_size, config.separate_q, config.learn_sigma).to(self.device)
-        self.objective = InfoGANObjective(
-            self.model, self.spec, config.lambda_info, config.lambda_cont, config.lambda_invariance, config.lambda_iic
-        )
+        self.model, self.objective = build_networks(config, self.spec, channels, image_size)
+        self.model.to(self.device)
         self.d_params = self.model.d_parameters()
         self.g_params = self.model.g_parameters()
         betas = (config.beta1, config.beta2)
@@ -113,15 +139,21 @@ class Trainer:
         self.images = images.to(self.device)
         self.step = 0
         self.last_checkpoint_step: int | None = None
-        self.fixed_latent = self.spec.traversal(self.spec.code_names[0], columns=10, seed=config.seed)
+        if self.spec.code_names:  # InfoGAN: one row per value of c1
+            self.fixed_latent = self.spec.traversal(self.spec.code_names[0], columns=10, seed=config.seed)
+        else:  # O-GAN: 100 fixed noise samples
+            self.fixed_latent = self.spec.sample(100, generator=torch.Generator().manual_seed(config.seed))
+        self.held_out = (images if held_out is None else held_out)[:RECONSTRUCTIONS]
 
     def train_step(self) -> Tensor:
-        """One D step and one G+Q step.
+        """One D step and one G+Q step (G alone for O-GAN).
 
         Returns:
-            ``(3 + num_codes [+ 1] [+ 1],)`` detached tensor on the device: D loss,
-            G loss (adversarial parts), information loss, L_I per code in nats,
-            then the invariance cross-entropy and IIC's I(c; c') when those terms are on.
+            The step's detached statistics on the device, named by :attr:`metric_names`:
+            for InfoGAN ``(3 + num_codes [+ 1] [+ 1],)``: D loss, G loss (adversarial
+            parts), information loss, L_I per code in nats, then the invariance
+            cross-entropy and IIC's I(c; c') when those terms are on; for O-GAN
+            ``(3,)``: D loss, G loss and corr(z, E(G(z))).
         """
         batch_size = self.config.batch_size
         index = torch.randint(len(self.images), (batch_size,), device=self.device)
@@ -137,17 +169,14 @@ class Trainer:
         g = self.objective.generator(fake, latent, warped, real, real_warped)
         _update(self.opt_g, g.total, self.g_params)
         self.step += 1
-        values = [torch.stack([d_adversarial, g.adversarial, g.info.loss]).detach(), g.info.mi]
-        values += [term.detach().reshape(1) for term in (g.invariance, g.iic) if term is not None]
-        return torch.cat(values)
+        return self.objective.values(d_adversarial, g)
 
     # -- the loop ------------------------------------------------------------------------
 
     @property
     def metric_names(self) -> list[str]:
-        names = ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
-        names += ["invariance_loss"] if self.config.lambda_invariance else []
-        return names + (["iic_mi"] if self.config.lambda_iic else [])
+        """The statistics of :meth:`train_step`: the objective's (``metrics.csv`` adds ``it_per_s``)."""
+        return self.objective.metric_names
 
     def fit(self, progress: bool = True) -> TrainResult:
         """Train until ``config.iterations`` steps, writing to ``run_dir`` when there is one.
@@ -160,7 +189,7 @@ class Trainer:
         metrics = MetricsLog(self.run_dir) if self.run_dir is not None else None
         start_step, start_time = self.step, time.perf_counter()
         window, window_time, means = MetricWindow(self.metric_names, self.device), start_time, {}
-        bar = tqdm(total=config.iterations, initial=self.step, desc="infogan", unit="it", disable=not progress)
+        bar = tqdm(total=config.iterations, initial=self.step, desc=config.objective, unit="it", disable=not progress)
         try:
             while self.step < config.iterations:
                 window.add(self.train_step())
@@ -181,6 +210,8 @@ class Trainer:
                     self.save_samples(self.run_dir / "samples" / f"step_{self.step:06d}.png")
                 if save:
                     self.save_checkpoint()
+                if final and self.run_dir is not None and isinstance(self.model, OGAN):
+                    save_reconstructions(self.model, self.held_out, self.run_dir / "reconstructions.png")
         finally:
             bar.close()
             if metrics is not None:
@@ -189,8 +220,7 @@ class Trainer:
         return TrainResult(self.run_dir, self.step, seconds, self.step - start_step, means)
 
     def _summary(self, means: dict[str, float]) -> str:
-        codes = " ".join(f"{name}={means[f'mi_{name}']:.2f}" for name in self.spec.code_names)
-        return f"D={means['d_loss']:.3f} G={means['g_loss']:.3f} L_I[nats] {codes}"
+        return self.objective.summary(means)
 
     def _check_divergence(self, means: dict[str, float]) -> None:
         bad = [name for name, value in means.items() if not math.isfinite(value)]
@@ -203,16 +233,17 @@ class Trainer:
         else:
             path = self.run_dir / "checkpoint.pt"
             kept = f"the last good checkpoint (step {self.last_checkpoint_step}) is kept at {path}"
+        weight = "--lambda-corr" if self.config.objective == "ogan" else "--lambda-cont"
         raise TrainingDiverged(
             f"training diverged by step {self.step}: {described} (averaged over the last logging window; "
             f"limit --max-loss {self.config.max_loss:g}); {kept}. Try lower learning rates "
-            f"(--lr-d, --lr-g), a smaller --lambda-cont, or another --seed."
+            f"(--lr-d, --lr-g), a smaller {weight}, or another --seed."
         )
 
     # -- outputs -------------------------------------------------------------------------
 
     def save_samples(self, path: Path) -> None:
-        """Save G's images of the fixed latent grid (one row per value of c1) as a PNG."""
+        """Save G's images of the fixed latent grid as a PNG: one row per value of c1 (O-GAN: 10x10 fixed noise)."""
         from torchvision.utils import (
             save_image,  # here: torchvision adds seconds to every CLI start
         )
@@ -225,7 +256,7 @@ class Trainer:
         state = {"image_size": self.model.image_size, "channels": self.model.channels, "classes": self.classes}
         optimizers = {"d": self.opt_d, "g": self.opt_g}
         return make_checkpoint(
-            CHECKPOINT_KIND, self.config.to_dict(), self.step, {"model": self.model}, optimizers, [rng_state()], state
+            self.config.objective, self.config.to_dict(), self.step, {"model": self.model}, optimizers, [rng_state()], state
         )
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
@@ -265,8 +296,11 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
         load_dataset,  # imported here: torchvision adds seconds to every CLI start
     )
 
+    kind = config.objective  # the checkpoint kind; a resumed run has its own, whatever --objective says
+    if resume and config.out is not None:
+        kind = load_checkpoint(config.out, CHECKPOINT_KINDS, mmap=True)["kind"]
     config, run_dir, checkpoint = open_run(
-        config, kind=CHECKPOINT_KIND, resume=resume, resumable=RESUMABLE, from_dict=TrainConfig.from_dict
+        config, kind=kind, resume=resume, resumable=RESUMABLE, from_dict=TrainConfig.from_dict
     )
     if checkpoint is not None and config.iterations <= checkpoint["step"]:
         raise ValueError(
@@ -276,7 +310,14 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
         config.dataset, "train", config.data_dir,
         image_size=config.image_size, channels=config.channels, progress=progress,
     )
-    trainer = Trainer(config, dataset.images, run_dir, dataset.classes)
+    held_out = None
+    if config.objective == "ogan":  # real test images to reconstruct at the end
+        try:
+            held_out = load_dataset(config.dataset, "test", config.data_dir, image_size=dataset.image_size,
+                                    channels=dataset.channels, progress=False).images[:RECONSTRUCTIONS]
+        except ValueError:  # a dataset without a test split: the first training images stand in
+            held_out = None
+    trainer = Trainer(config, dataset.images, run_dir, dataset.classes, held_out)
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
     write_config(run_dir, {**config.to_dict(), "image_size": dataset.image_size, "channels": dataset.channels,
@@ -285,7 +326,7 @@ def make_trainer(config: TrainConfig, *, resume: bool = False, progress: bool = 
 
 
 def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train InfoGAN as ``config`` says.
+    """Train InfoGAN (or O-GAN, with ``config.objective="ogan"``) as ``config`` says.
 
     Arguments as :func:`make_trainer`.
 
