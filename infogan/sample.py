@@ -114,9 +114,9 @@ def reconstruct(model: OGAN, images: Tensor) -> Tensor:
 def reconstruction_grid(model: OGAN, images: Tensor, columns: int = 10, padding: int = 2) -> Tensor:
     """A picture of real images above their reconstructions (``torchvision.utils.make_grid``).
 
-    The images go ``columns`` to a row; each row of real images is followed by
-    the row of their reconstructions, and a short last pair of rows is filled
-    with black. Real pixels are ``x / 255``, so a PNG of the grid shows the
+    The images go ``columns`` to a row (fewer when there are fewer images); each
+    row of real images is followed by the row of their reconstructions, and a
+    short last pair of rows is filled with black. Real pixels are ``x / 255``, so a PNG of the grid shows the
     inputs' own values.
 
     Args:
@@ -134,6 +134,7 @@ def reconstruction_grid(model: OGAN, images: Tensor, columns: int = 10, padding:
 
     if columns < 1:
         raise ValueError(f"columns must be >= 1, got {columns}")
+    columns = min(columns, len(images))
     real = images.cpu().float() / 255  # (N, C, S, S)
     fake = reconstruct(model, images).add(1).div(2).clamp(0, 1).cpu()  # (N, C, S, S)
     rows = []

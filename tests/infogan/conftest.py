@@ -71,3 +71,21 @@ def shapes_run(tmp_path_factory) -> Path:
     torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     return run_dir
+
+
+OGAN_NOISE_DIM = 16  # the size of E(x) in the O-GAN test run
+
+
+@pytest.fixture(scope="session")
+def ogan_run(tmp_path_factory) -> Path:
+    """``infogan train shapes --objective ogan --iterations 4 --image-size 8 --noise-dim 16`` via the CLI."""
+    run_dir = tmp_path_factory.mktemp("ogan") / "run"
+    args = ["train", "shapes", "--objective", "ogan", "--out", str(run_dir), "--iterations", "4", "--batch-size", "8",
+            "--device", "cpu", "--image-size", str(TINY_IMAGE_SIZE), "--noise-dim", str(OGAN_NOISE_DIM),
+            "--log-every", "2", "--sample-every", "4", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    result = CliRunner().invoke(main, args)
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return run_dir

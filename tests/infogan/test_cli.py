@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -82,3 +83,56 @@ def test_feature_extractor(shapes_run):
     embedded = extractor.embed([red])  # resized and centre-cropped to 8x8 like any input
     assert embedded.shape == (1, 1024)
     assert torch.allclose(embedded, extractor(image_to_uint8(red, TINY_IMAGE_SIZE, 3)[None]))
+
+
+def test_eval_of_an_ogan_run_reports_knn_top1(ogan_run):
+    result = CliRunner().invoke(main, ["eval", str(ogan_run), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "kNN top-1 of E(x) (16-d; k=200, T=0.1)" in result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert 0 < summary["knn_top1"] <= 1 and summary["iterations"] == 4
+
+
+def test_an_ogan_run_directory(ogan_run):
+    config = json.loads((ogan_run / "config.json").read_text())
+    assert (config["objective"], config["noise"], config["categorical"], config["continuous"]) == ("ogan", "normal", [], 0)
+    assert (ogan_run / "metrics.csv").read_text().startswith("step,d_loss,g_loss,corr,it_per_s")
+    side = 10 * (TINY_IMAGE_SIZE + 2) + 2  # 10x10 samples of fixed noise
+    assert Image.open(ogan_run / "samples" / "step_000004.png").size == (side, side)
+    assert Image.open(ogan_run / "reconstructions.png").size == (side, 2 * (TINY_IMAGE_SIZE + 2) + 2)  # 10 test images
+
+
+def test_sample_reconstructs_image_files(ogan_run, tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    files = []
+    for i in range(3):
+        pixels = torch.randint(0, 256, (TINY_IMAGE_SIZE, TINY_IMAGE_SIZE, 3), dtype=torch.uint8, generator=generator)
+        files.append(tmp_path / f"image{i}.png")
+        Image.fromarray(pixels.numpy()).save(files[-1])
+    out = tmp_path / "reconstructions.png"
+    args = ["sample", str(ogan_run), "--reconstruct", *map(str, files), "--out", str(out), "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    assert picture.shape == (2 * (TINY_IMAGE_SIZE + 2) + 2, 3 * (TINY_IMAGE_SIZE + 2) + 2, 3)
+    for i, file in enumerate(files):  # the top row is the files, pixel for pixel
+        left = 2 + i * (TINY_IMAGE_SIZE + 2)
+        assert np.array_equal(picture[2 : 2 + TINY_IMAGE_SIZE, left : left + TINY_IMAGE_SIZE],
+                              np.asarray(Image.open(file)))
+
+
+def test_sample_explains_which_picture_suits_which_run(ogan_run, shapes_run, tmp_path):
+    result = CliRunner().invoke(main, ["sample", str(ogan_run), "--out", str(tmp_path / "x.png")])
+    assert result.exit_code != 0 and "no codes to vary" in result.output and "--reconstruct" in result.output
+    Image.new("RGB", (8, 8)).save(tmp_path / "image.png")
+    args = ["sample", str(shapes_run), "--reconstruct", str(tmp_path / "image.png"), "--out", str(tmp_path / "x.png")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "reconstructions need an O-GAN run" in result.output
+
+
+def test_train_refuses_codes_for_ogan(tmp_path):
+    args = ["train", "shapes", "--objective", "ogan", "--categorical", "10", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "drop --categorical" in result.output
+    result = CliRunner().invoke(main, ["train", "shapes", "--objective", "vae"])
+    assert result.exit_code != 0 and "'infogan', 'ogan'" in result.output

@@ -112,3 +112,12 @@ def test_evaluate_a_run(shapes_run):
     order += [category for category in range(len(result["confusion"][0])) if category not in order]
     check_confusion_picture(shapes_run / "confusion.png", np.array(result["confusion"]), result["classes"], order)
     assert json.loads((shapes_run / "eval_test.json").read_text())["cat_accuracy"] == result["cat_accuracy"]
+
+
+def test_evaluate_an_ogan_run_by_the_knn_top1_of_its_encoding(ogan_run):
+    result = evaluate(ogan_run, device="cpu")
+    assert result["dataset"] == "shapes" and result["iterations"] == 4 and result["feature_dim"] == 16
+    assert (result["k"], result["temperature"], result["num_train"], result["num_test"]) == (200, 0.1, 20000, 2000)
+    assert 0 < result["knn_top1"] <= 1 and "cat_accuracy" not in result
+    assert (ogan_run / "knn.png").is_file()
+    assert json.loads((ogan_run / "eval_test.json").read_text())["knn_top1"] == result["knn_top1"]
