@@ -18,20 +18,30 @@ Python API (the ``infogan`` command is a thin layer over it)::
 """
 
 from dim import __version__
-from infogan.checkpoint import TrainedRun, load_encoder, load_feature_extractor, load_run
+from infogan.checkpoint import (
+    TrainedRun,
+    load_encoder,
+    load_feature_extractor,
+    load_run,
+)
 from infogan.codes import Latent, LatentSpec
 from infogan.config import TrainConfig
 from infogan.models import OGAN, InfoGAN
 from infogan.objective import InfoLoss, OGANObjective, pearson_correlation
-from infogan.sample import reconstruct, save_reconstruction, save_traversal, traversal_images
+from infogan.sample import (
+    reconstruct,
+    save_reconstruction,
+    save_traversal,
+    traversal_images,
+)
 from infogan.train import Trainer, TrainingDiverged, TrainResult, make_trainer
 
 __all__ = [
+    "OGAN",
     "InfoGAN",
     "InfoLoss",
     "Latent",
     "LatentSpec",
-    "OGAN",
     "OGANObjective",
     "TrainConfig",
     "TrainResult",

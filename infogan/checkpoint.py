@@ -83,7 +83,7 @@ def load_feature_extractor(
     if trunk not in ("d", "q"):
         raise ValueError(f"trunk must be 'd' or 'q', got {trunk!r}")
     run = load_run(path, device)
-    if isinstance(run.model, OGAN):
+    if run.config.objective == "ogan":
         raise ValueError(f"{run.path} is an O-GAN run: its features are the encoding E(x); load them with "
                          f"infogan.load_encoder (dim-search and dim embed do so by themselves)")
     network = run.model.q_trunk if trunk == "q" and run.model.q_trunk is not None else run.model.trunk
@@ -118,7 +118,7 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") ->
 
 def encoder_features(run: TrainedRun) -> FeatureExtractor:
     """The encoder E of a loaded O-GAN run as a feature extractor of ``noise_dim`` features (see :func:`load_encoder`)."""
-    if not isinstance(run.model, OGAN):
+    if run.config.objective != "ogan":
         raise ValueError(f"{run.path} is an InfoGAN run, not an O-GAN one: its features are D's trunk "
                          f"(infogan.load_feature_extractor)")
     extractor = FeatureExtractor(

@@ -14,7 +14,13 @@ from types import SimpleNamespace
 import click
 
 from infogan import __version__
-from infogan.config import OBJECTIVE_DEFAULTS, OBJECTIVES, PRESETS, RESUMABLE, TrainConfig
+from infogan.config import (
+    OBJECTIVE_DEFAULTS,
+    OBJECTIVES,
+    PRESETS,
+    RESUMABLE,
+    TrainConfig,
+)
 
 # The paper's MNIST preset, read off the dataclass without building one (that would import torch).
 _DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})

@@ -341,13 +341,16 @@ class OGANObjective:
         lambda_corr: weight of the correlation term (0: a plain GAN with a mean-score head).
     """
 
-    metric_names = ["d_loss", "g_loss", "corr"]
-
     def __init__(self, model: OGAN, lambda_corr: float = 0.5) -> None:
         if lambda_corr < 0:
             raise ValueError(f"lambda_corr must be >= 0, got {lambda_corr}")
         self.model = model
         self.lambda_corr = lambda_corr
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of :meth:`values`, the columns of ``metrics.csv`` (before ``it_per_s``)."""
+        return ["d_loss", "g_loss", "corr"]
 
     def discriminator(
         self, real: Tensor, fake: Tensor, latent: Latent, warped: None = None, real_warped: None = None

@@ -60,7 +60,7 @@ def save_traversal(
     )
 
     trained = load_run(run, device)
-    if isinstance(trained.model, OGAN):
+    if trained.config.objective == "ogan":
         raise ValueError(f"{trained.path} is an O-GAN run: it has no codes to vary; draw reconstructions "
                          f"with --reconstruct IMAGES instead")
     images = traversal_images(trained.model, vary, value_range, columns, rows, seed)
@@ -96,10 +96,14 @@ def reconstruct(model: OGAN, images: Tensor) -> Tensor:
 
     Returns:
         ``(N, C, S, S)`` float images in [-1, 1] on the model's device.
+
+    Raises:
+        TypeError: if ``model`` is not an :class:`~infogan.models.OGAN`.
+        ValueError: if ``images`` are not uint8 at the model's input shape.
     """
     if not isinstance(model, OGAN):
-        raise ValueError("reconstructions need an O-GAN run (its discriminator is the encoder); "
-                         "train one with --objective ogan")
+        raise TypeError("reconstructions need an O-GAN model (its discriminator is the encoder), "
+                        f"got {type(model).__name__}; train one with --objective ogan")
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1:] != (
         model.channels, model.image_size, model.image_size
     ):
@@ -179,7 +183,7 @@ def save_reconstruction(
     if not image_files:
         raise ValueError("give at least one image file to reconstruct")
     trained = load_run(run, device)
-    if not isinstance(trained.model, OGAN):
+    if trained.config.objective != "ogan":
         raise ValueError(f"{trained.path} is an InfoGAN run: reconstructions need an O-GAN run (its discriminator "
                          f"is the encoder); train one with --objective ogan")
     model = trained.model

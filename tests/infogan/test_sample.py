@@ -7,9 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from infogan.codes import Latent, LatentSpec
+from infogan.codes import LatentSpec
 from infogan.models import OGAN, InfoGAN
-from infogan.sample import reconstruct, reconstruction_grid, save_reconstructions, standardise
+from infogan.sample import (
+    reconstruct,
+    reconstruction_grid,
+    save_reconstructions,
+    standardise,
+)
 from tests.infogan.conftest import TINY_IMAGE_SIZE
 
 S, PAD = TINY_IMAGE_SIZE, 2  # make_grid puts 2 px of black before every image and after the last
@@ -41,7 +46,7 @@ def test_reconstruction_is_g_of_the_standardised_encoding(ogan_model):
     noise = standardise(ogan_model.encoder(images.float() / 127.5 - 1))
     expected = ogan_model.generator(noise)  # eval mode: G reads the noise alone
     torch.testing.assert_close(reconstruct(ogan_model, images), expected)
-    with pytest.raises(ValueError, match="need an O-GAN run"):
+    with pytest.raises(TypeError, match="need an O-GAN model"):
         reconstruct(InfoGAN(LatentSpec(), 1, S), images)
     with pytest.raises(ValueError, match=r"uint8 \(N, 1, 8, 8\)"):
         reconstruct(ogan_model, images.float())
