@@ -358,7 +358,11 @@ class OGANObjective:
         """D's loss on ``(B, C, H, W)`` real and (detached) fake images made from ``latent``.
 
         Args:
-            warped, real_warped: InfoGAN's warped batches; O-GAN has no terms on them, so they must be ``None``.
+            real: ``(B, C, H, W)`` real images.
+            fake: ``(B, C, H, W)`` generated images, detached.
+            latent: the latents that made ``fake``; only the noise is read.
+            warped: InfoGAN's warped fakes; O-GAN has no term on them, so it must be ``None``.
+            real_warped: InfoGAN's warped real images; must be ``None`` too.
 
         Returns:
             ``(total, adversarial)``: ``total`` is ``adversarial - lambda_corr * rho``.
