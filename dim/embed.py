@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dim.checkpoint import load_encoder
+from dim.checkpoint import CHECKPOINT_KIND, load_encoder
 from dim.core.data import DATASET_NAMES, ImageDataset, load_dataset, load_image_folder
 from dim.core.device import select_device
 from dim.core.probes import extract_features
+from dim.core.registry import checkpoint_kind, load_feature_extractor
 
 
 @dataclass
@@ -70,7 +71,11 @@ def embed(
     device: str = "auto",
     progress: bool = True,
 ) -> EmbedResult:
-    """Embed a dataset split or an image folder with a trained DIM encoder.
+    """Embed a dataset split or an image folder with a trained model.
+
+    A DIM run gives the ``feature`` asked for; a checkpoint of any other kind
+    (InfoGAN, O-GAN, a third model family) is loaded through the feature-loader
+    registry (:mod:`dim.core.registry`) and gives the features its loader defines.
 
     Args:
         checkpoint: a run directory or its ``checkpoint.pt``.
@@ -78,7 +83,7 @@ def embed(
         out: the ``.npy`` file to write; the CSV goes next to it with the suffix ``.csv``.
         split: split of a named dataset.
         data_dir: root of the named datasets.
-        feature: ``z``, ``fc`` or ``conv``.
+        feature: ``z``, ``fc`` or ``conv`` (DIM runs; other kinds take the default ``z``).
         batch_size: images per forward pass.
         device: where to run the encoder.
         progress: show progress while decoding image files.
@@ -86,7 +91,14 @@ def embed(
     out = Path(out)
     if out.suffix != ".npy":
         raise ValueError(f"--out must name a .npy file (the CSV is written next to it), got {out}")
-    extractor = load_encoder(checkpoint, feature, device=select_device(device))
+    kind = checkpoint_kind(checkpoint)
+    if kind == CHECKPOINT_KIND:
+        extractor = load_encoder(checkpoint, feature, device=select_device(device))
+    elif feature != "z":
+        raise ValueError(f"--feature {feature} picks a DIM encoder's features; {checkpoint} is a {kind!r} "
+                         f"checkpoint, whose loader gives one kind of feature: leave --feature out")
+    else:
+        extractor = load_feature_extractor(checkpoint, device=device)
     dataset, names = load_source(source, split, data_dir, extractor.image_size, extractor.channels, progress)
     start = time.perf_counter()
     features = extract_features(extractor, dataset.images, batch_size).numpy()  # (N, D) float32

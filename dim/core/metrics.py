@@ -19,8 +19,8 @@ from torch import Tensor
 
 from dim.core.checkpoint import atomic_write
 
-# Columns that curves.png draws: the losses and the MI estimates (names as the trainers log them).
-CURVE_WORDS = ("loss", "mi", "prior", "knn")
+# Columns that curves.png draws: the losses, the MI estimates and other dependence terms (as the trainers name them).
+CURVE_WORDS = ("loss", "mi", "prior", "knn", "corr")
 
 
 class MetricWindow:
