@@ -15,6 +15,7 @@ import click
 
 from infogan import __version__
 from infogan.config import (
+    NOISE_DISTRIBUTIONS,
     OBJECTIVE_DEFAULTS,
     OBJECTIVES,
     PRESETS,
@@ -93,7 +94,7 @@ def main() -> None:
                    f"categorical code for a real image and for a randomly warped copy of it {preset_hint('lambda_iic')}.")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
-@click.option("--noise", type=click.Choice(["uniform", "normal"]),
+@click.option("--noise", type=click.Choice(NOISE_DISTRIBUTIONS),
               help=f"Prior of z: Uniform(-1, 1) or N(0, 1) {objective_hint('noise')}.")
 @click.option("--categorical", type=click.IntRange(min=2), multiple=True,
               help="Categories of a categorical code; repeat for several codes (default: one 10-way code; "

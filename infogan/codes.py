@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-NOISE_DISTRIBUTIONS = ("uniform", "normal")
+from infogan.config import NOISE_DISTRIBUTIONS
 
 
 class Latent(NamedTuple):

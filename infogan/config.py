@@ -15,6 +15,8 @@ OBJECTIVES: dict[str, str] = {
     "ogan": "O-GAN (Su, arXiv 1903.01931): D outputs a vector E(x) of the noise's size, whose mean is the real/fake "
             "score, and corr(z, E(G(z))) is maximised, so D is also an encoder",
 }
+# Priors of the noise z: Uniform(-1, 1) (the official InfoGAN code) or N(0, 1).
+NOISE_DISTRIBUTIONS = ("uniform", "normal")
 # What each objective fills in where the settings leave the latent space (and O-GAN's weight) open.
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
     "infogan": {"noise": "uniform", "categorical": (10,), "continuous": 2},
