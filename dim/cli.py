@@ -89,8 +89,9 @@ def main() -> None:
               help="0: the separable critics score raw dot products; T > 0: cosine similarities divided by T "
                    f"{preset_hint('critic_temperature')}.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision, show_default=True,
-              help="Number format of training and embedding: auto is bf16 on CUDA and fp32 on a CPU "
-                   "(where bf16 measured faster but less accurate: benchmarks/RESULTS.md).")
+              help="Number format of training and embedding: auto is bf16 on CUDA; on a CPU with fast bf16 "
+                   "(AVX-512 BF16 or AMX) it trains in fp32 and embeds in bf16, as measured best "
+                   "(benchmarks/RESULTS.md).")
 @click.option("--z-dim", type=int, default=_DEFAULTS.z_dim, show_default=True, help="Size of the code z.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), help=f"Augmentation {preset_hint('augment')}.")
 @click.option("--views", type=click.IntRange(min(VIEWS), max(VIEWS)),

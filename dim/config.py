@@ -99,8 +99,9 @@ class TrainConfig:
         critic_temperature: 0 for the separable critics' raw dot products, else the
             temperature of their cosine scores.
         precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
-            the training step (``auto``: bf16 on CUDA, fp32 on a CPU; see
-            :func:`dim.core.device.autocast`), recorded for embedding too.
+            the training step and of embedding (``auto``: bf16 on CUDA; on a CPU with
+            fast bf16, fp32 for training and bf16 for embedding; see
+            :func:`dim.core.device.autocast`).
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.
         threads: CPU threads torch may use (0: torch's default). The data

@@ -207,8 +207,8 @@ class FeatureHead(nn.Module):
     """``Encoder.features`` as a module, the network a :class:`dim.core.features.FeatureExtractor` wraps.
 
     The forward pass runs under :func:`dim.core.device.autocast` with
-    ``precision`` (``auto``: bf16 on CUDA, fp32 on a CPU); the
-    output is float32.
+    ``precision`` as inference (``auto``: bf16 on CUDA and on CPUs with fast
+    bf16, else fp32); the output is float32.
     """
 
     def __init__(self, encoder: Encoder, feature: str = "z", precision: str = "auto") -> None:
@@ -219,5 +219,5 @@ class FeatureHead(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
-        with autocast(images.device, self.precision):
+        with autocast(images.device, self.precision, training=False):
             return self.encoder.features(images, self.feature)  # (B, feature_dim)

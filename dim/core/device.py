@@ -50,7 +50,7 @@ def adam(params: Iterable[torch.nn.Parameter], device: torch.device, **options: 
     return torch.optim.Adam(params, fused=True if device.type in ("cpu", "cuda") else None, **options)
 
 
-# Number formats of the matrix work in training and embedding; "auto" is bf16 on CUDA and fp32 elsewhere.
+# Number formats of the matrix work in training and embedding; for "auto" see autocast().
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -63,22 +63,25 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
-def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
-    """The autocast context of a training or embedding step: bf16 for ``bf16``, and for ``auto`` on CUDA.
+def autocast(device: torch.device, precision: str = "auto", training: bool = True) -> torch.autocast:
+    """The autocast context of a training or embedding step: bf16 for ``bf16``, fp32 for ``fp32``.
 
-    ``auto`` stays in fp32 on a CPU even where it has fast bf16 (:func:`bf16_is_fast`):
-    measured on an AVX-512 BF16 CPU, bf16 trained the best DIM recipe faster but its
-    raw dot-product critics diverged, and bounded (cosine) critics that stay stable in bf16
-    learned less per minute (``benchmarks/RESULTS.md``). Ask for ``bf16`` to use it anyway.
+    ``auto`` is bf16 on CUDA. On a CPU with fast bf16 (:func:`bf16_is_fast`) it is bf16
+    for embedding but fp32 for training: measured on an AVX-512 BF16 CPU, bf16 embedded
+    faster with the same kNN accuracy, and trained the best DIM recipe faster but its raw
+    dot-product critics diverged, while bounded (cosine) critics that stay stable in bf16
+    learned less per minute (the figures are in ``benchmarks/RESULTS.md``).
 
     Args:
         device: where the step runs.
-        precision: one of :data:`PRECISIONS`. ``fp32`` computes everything in float32.
+        precision: one of :data:`PRECISIONS`.
+        training: a training step (``auto`` then stays fp32 on a CPU), or inference.
 
     Raises:
         ValueError: for an unknown precision.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda" and bf16_is_fast(device))
+    automatic = bf16_is_fast(device) and (device.type == "cuda" or not training)
+    enabled = precision == "bf16" or (precision == "auto" and automatic)
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
