@@ -32,6 +32,7 @@ def gpu_check():
     return module
 
 
+@pytest.mark.slow  # about 20 s: the whole script in a subprocess (run with `python -m pytest -m slow`)
 def test_tiny_run_reports_every_figure_without_faiss(tmp_path, gpu_check):
     blocker = tmp_path / "no-faiss" / "faiss"
     blocker.mkdir(parents=True)
