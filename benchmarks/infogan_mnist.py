@@ -112,7 +112,7 @@ def run_seed(config: TrainConfig, progress: bool) -> dict:
         "mapping": result["mapping"],
         "iterations": result["iterations"],
         "batch_size": config.batch_size,
-        "it_per_s": fit.it_per_s if fit is not None else None,
+        "it_per_s": fit.steps_per_s if fit is not None else None,
         "wall_s": time.perf_counter() - start if fit is not None else None,
         "run_dir": str(run_dir),
     }
