@@ -1,4 +1,4 @@
-"""GPU check (issue 17): the device tests and the toolkit's figures on one GPU, in two short device calls.
+"""GPU check: the device tests and the toolkit's figures on one GPU, in two short device calls.
 
 What it does, part by part (``--part``, may be given more than once; ``all`` is every part):
 
