@@ -59,18 +59,25 @@ def make_config():
     return make
 
 
+def _train_on_one_thread(args: list[str], run_dir: Path) -> Path:
+    """Run ``infogan`` with ``args`` on one torch thread (restored afterwards); the run directory."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(main, args)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def shapes_run(tmp_path_factory) -> Path:
     """``infogan train shapes --iterations 5 --image-size 8`` (colour, generated offline) via the CLI."""
     run_dir = tmp_path_factory.mktemp("infogan") / "run"
     args = ["train", "shapes", "--out", str(run_dir), "--iterations", "5", "--batch-size", "8", "--device", "cpu",
             "--image-size", str(TINY_IMAGE_SIZE), "--log-every", "2", "--sample-every", "5", "--no-progress"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    result = CliRunner().invoke(main, args)
-    torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-    return run_dir
+    return _train_on_one_thread(args, run_dir)
 
 
 OGAN_NOISE_DIM = 16  # the size of E(x) in the O-GAN test run
@@ -83,9 +90,4 @@ def ogan_run(tmp_path_factory) -> Path:
     args = ["train", "shapes", "--objective", "ogan", "--out", str(run_dir), "--iterations", "4", "--batch-size", "8",
             "--device", "cpu", "--image-size", str(TINY_IMAGE_SIZE), "--noise-dim", str(OGAN_NOISE_DIM),
             "--log-every", "2", "--sample-every", "4", "--no-progress"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    result = CliRunner().invoke(main, args)
-    torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-    return run_dir
+    return _train_on_one_thread(args, run_dir)
