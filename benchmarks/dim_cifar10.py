@@ -22,9 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dim.config import PRESETS, TrainConfig
 from dim.core.device import bf16_is_fast
-from dim.models import Encoder
-from dim.objective import DeepInfoMax
-from dim.train import train
+from dim.train import build_model, train
 
 
 def matmul_flops_per_s(size: int = 2048, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
@@ -44,10 +42,7 @@ def matmul_flops_per_s(size: int = 2048, repeats: int = 5, dtype: torch.dtype = 
 
 def training_flops_per_image(config: TrainConfig, channels: int = 3, image_size: int = 32) -> float:
     """FLOPs of one forward + backward pass of the objective, per training image (all its views)."""
-    encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
-    model = DeepInfoMax(encoder, config.bound, config.negatives, config.critic, config.prior,
-                        config.alpha, config.beta, config.gamma, config.critic_hidden,
-                        critic_temperature=config.critic_temperature)
+    model = build_model(config, channels, image_size)
     images = torch.randn(config.views * config.batch_size, channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter:
         model.loss(model(images, views=config.views)).backward()

@@ -37,7 +37,7 @@ from dim.core.device import autocast, bf16_is_fast
 from dim.core.images import normalize_images
 from dim.core.probes import evaluate
 from dim.models import Encoder, FeatureHead
-from dim.objective import DeepInfoMax
+from dim.train import build_model
 
 FORMATS = ("fp32", "bf16")
 
@@ -72,10 +72,7 @@ def training_steps(config: TrainConfig) -> dict[str, callable]:
     steps = {}
     for name in FORMATS:
         torch.manual_seed(0)
-        encoder = Encoder(config.arch, 3, 32, config.z_dim, stochastic=config.prior == "kl")
-        model = DeepInfoMax(encoder, config.bound, config.negatives, config.critic, config.prior, config.alpha,
-                            config.beta, config.gamma, config.critic_hidden,
-                            critic_temperature=config.critic_temperature).to(memory_format=torch.channels_last)
+        model = build_model(config, 3, 32).to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True)
 
         def step(model=model, optimizer=optimizer, name=name) -> None:

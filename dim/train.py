@@ -53,10 +53,19 @@ from dim.core.probes import evaluate, subset_indices
 from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_config
 from dim.mi.gather import all_gather_with_local_grad
 from dim.models import Encoder, FeatureHead
-from dim.objective import AdversarialPrior, DeepInfoMax
+from dim.objective import AdversarialPrior, DeepInfoMax, Gather
 
 # Statistics accumulated on the device each step, in this order.
 STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
+
+
+def build_model(config: TrainConfig, channels: int, image_size: int, gather: Gather | None = None) -> DeepInfoMax:
+    """The encoder and the MI terms a resolved ``config`` describes, for ``channels`` x ``image_size`` images."""
+    encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
+    return DeepInfoMax(
+        encoder, config.bound, config.negatives, config.critic, config.prior, config.alpha, config.beta,
+        config.gamma, config.critic_hidden, gather, config.critic_temperature,
+    )
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> Tensor:
@@ -117,14 +126,10 @@ class Trainer:
             )
         self.train_images = self.train_set.images.to(self.device)  # (N, C, H, W) uint8, resident
 
-        encoder = Encoder(
-            config.arch, self.train_set.channels, self.train_set.image_size, config.z_dim, stochastic=config.prior == "kl"
-        )
         gather = all_gather_with_local_grad if self.context.enabled else None
-        self.model = DeepInfoMax(
-            encoder, config.bound, config.negatives, config.critic, config.prior,
-            config.alpha, config.beta, config.gamma, config.critic_hidden, gather, config.critic_temperature,
-        ).to(self.device, memory_format=torch.channels_last)
+        self.model = build_model(config, self.train_set.channels, self.train_set.image_size, gather).to(
+            self.device, memory_format=torch.channels_last
+        )
         self.optimizer = adam(self.model.parameters(), self.device, lr=config.lr)
         self.adversary: AdversarialPrior | None = None
         self.adversary_optimizer: torch.optim.Optimizer | None = None
