@@ -64,7 +64,7 @@ def build_index(train_dir: Path, index_dir: Path, images: int, model: FeatureExt
     for path in find_images(train_dir)[:images]:
         link = folder / path.relative_to(train_dir)
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(path)
+        link.symlink_to(path.resolve())  # an absolute target: a relative one would dangle from the link folder
     started = time.perf_counter()
     index = Index.build(model, folder, index_dir, progress=True)
     print(f"built an index of {len(index)} images in {time.perf_counter() - started:.0f} s")
