@@ -1,4 +1,4 @@
-"""Deep InfoMax encoders: the DIM paper's DCGAN-style convnet and a ResNet-18 for small images.
+"""Deep InfoMax encoders: the DIM paper's DCGAN-style convnet and a ResNet-18, both scaled to the input size.
 
 Every encoder maps ``(B, C, H, W)`` images in [-1, 1] to an :class:`Encoding`
 that exposes the three feature levels DIM works with (Hjelm et al., *Learning
@@ -17,6 +17,8 @@ ICLR 2019, Sec. 3 and App. A.2):
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import NamedTuple
 
 import torch
@@ -32,10 +34,14 @@ FEATURES = ("z", "fc", "conv")
 class Encoding(NamedTuple):
     """What an encoder computes for a batch (shapes for a 32x32 input and the DCGAN encoder).
 
+    The map sizes scale with the input so that ``local`` stays about 8x8; the
+    shapes per size and architecture are in :class:`Encoder`'s table (e.g. the
+    DCGAN encoder on 96x96 inputs: ``local`` ``(B, 128, 6, 6)``, ``conv`` ``(B, 256, 3, 3)``).
+
     Attributes:
-        local: ``(B, 128, 8, 8)`` local feature map C(x).
-        conv: ``(B, 256, 4, 4)`` last convolutional map.
-        fc: ``(B, 1024)`` fully connected features.
+        local: ``(B, 128, 8, 8)`` local feature map C(x) (``(B, 256, 8, 8)`` for ResNet-18).
+        conv: ``(B, 256, 4, 4)`` last convolutional map (``(B, 512, 4, 4)`` for ResNet-18).
+        fc: ``(B, 1024)`` fully connected features (``(B, 512)`` for ResNet-18).
         mean: ``(B, z_dim)`` code mean (the code itself for a deterministic encoder).
         log_var: ``(B, z_dim)`` code log-variance, or ``None`` for a deterministic encoder.
         z: ``(B, z_dim)`` the code used by the objective (sampled while training).
@@ -47,6 +53,23 @@ class Encoding(NamedTuple):
     mean: Tensor
     log_var: Tensor | None
     z: Tensor
+
+
+def downsampling_stages(image_size: int) -> int:
+    """How many stride-2 downsamplings an encoder adds to its 32-px layout for ``image_size`` inputs.
+
+    The rule: the ``n >= 0`` that brings ``image_size / 2**n`` closest to 32 on
+    a log scale, ``max(0, round(log2(image_size / 32)))``, so that the rest of
+    the network sees about 32 px and the local map stays about 8x8: sizes up to
+    45 -> 0 (28, 32), 46-90 -> 1 (64), 91-181 -> 2 (96, 128), 182-362 -> 3
+    (256), and so on. (No integer size is a tie: the boundaries are 32 * 2**(k + 1/2).)
+
+    Raises:
+        ValueError: if ``image_size`` is not positive.
+    """
+    if image_size < 1:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    return max(0, round(math.log2(image_size / 32)))
 
 
 def _conv_block(in_channels: int, out_channels: int, batch_norm: bool = True) -> nn.Sequential:
@@ -85,18 +108,67 @@ def _resnet_stage(in_channels: int, out_channels: int, stride: int) -> nn.Sequen
     return nn.Sequential(_BasicBlock(in_channels, out_channels, stride), _BasicBlock(out_channels, out_channels, 1))
 
 
+def _resnet_stem(channels: int, stages: int) -> nn.Sequential:
+    """The ResNet stem for ``stages`` extra downsamplings (:func:`downsampling_stages`), 64 channels out.
+
+    0: 3x3 convolution with stride 1 (the small-image stem); 1: 7x7 convolution
+    with stride 2; 2: the ImageNet stem, the 7x7 stride-2 convolution and a 3x3
+    stride-2 max-pool; each further stage adds another 3x3 stride-2 max-pool.
+    """
+    if stages == 0:
+        conv = nn.Conv2d(channels, 64, 3, padding=1, bias=False)
+    else:
+        conv = nn.Conv2d(channels, 64, 7, stride=2, padding=3, bias=False)
+    pools = [nn.MaxPool2d(3, stride=2, padding=1) for _ in range(stages - 1)]
+    return nn.Sequential(conv, nn.BatchNorm2d(64), nn.ReLU(inplace=True), *pools)
+
+
 class Encoder(nn.Module):
     """A DIM encoder: ``local`` trunk, ``top`` trunk, fc layer and code head.
 
+    Both architectures are the 32-px layouts below with ``n =
+    downsampling_stages(image_size)`` stride-2 downsamplings added at the start
+    of ``local`` (``n = 0`` up to 45 px, so 28 and 32 px keep the 32-px layout
+    and its parameter names), so that the rest of the network sees about 32 px
+    and the local map stays about 8x8:
+
+    * ``dcgan``, the DIM paper's CIFAR-10 encoder: conv 64 -> conv 128 -> conv
+      256, 4x4 stride 2, BatchNorm, ReLU; fc 1024; the local map is the output
+      of conv 128. The ``n`` extra stages are the same blocks, 32 channels
+      each, in front of conv 64 (the network's first layer has no BatchNorm, as
+      in DCGAN's discriminator). The conv map stays about 4x4, so the fc layer
+      keeps its 32-px size (4096 -> 1024 at 32, 64 and 128 px; 2304 -> 1024 at
+      28 and 96 px): 4.99 M parameters at 32 px, 5.02 M at 64, 3.20 M at 96,
+      5.03 M at 128 (RGB, z_dim 64).
+    * ``resnet18``: ResNet-18, four stages of two basic blocks (64, 128, 256
+      and 512 channels); the local map is the output of the third stage, fc
+      the pooled 512 features. The stem does the ``n`` downsamplings: 0: a 3x3
+      stride-1 convolution without max-pooling (small images); 1: a 7x7
+      stride-2 convolution without max-pooling; 2: the ImageNet stem, that
+      convolution and a 3x3 stride-2 max-pool; each further ``n`` adds another
+      3x3 stride-2 max-pool. 11.23 M parameters at 32 px, 11.24 M from 46 px on.
+
+    Shapes ``(C, H, W)`` of the two maps:
+
+    ====  ===  ===========  ===========  ==============  =============
+    size   n   dcgan local  dcgan conv   resnet18 local  resnet18 conv
+    ====  ===  ===========  ===========  ==============  =============
+      28   0   128, 7, 7    256, 3, 3    256, 7, 7       512, 4, 4
+      32   0   128, 8, 8    256, 4, 4    256, 8, 8       512, 4, 4
+      64   1   128, 8, 8    256, 4, 4    256, 8, 8       512, 4, 4
+      96   2   128, 6, 6    256, 3, 3    256, 6, 6       512, 3, 3
+     128   2   128, 8, 8    256, 4, 4    256, 8, 8       512, 4, 4
+     256   3   128, 8, 8    256, 4, 4    256, 8, 8       512, 4, 4
+    ====  ===  ===========  ===========  ==============  =============
+
+    Other sizes work too: from 20 px on, the local map is between 5x5 and
+    12x12 (48 px: 6x6 for both; 80 px: 10x10 for both).
+
     Args:
-        arch: ``"dcgan"`` (the DIM paper's CIFAR-10 encoder: conv 64 -> conv 128
-            -> conv 256, 4x4 stride 2, BatchNorm, ReLU; fc 1024; the local map
-            is the 128-channel output of the second conv, 8x8 for 32x32 input)
-            or ``"resnet18"`` (ResNet-18 adapted to small images: a 3x3 stem
-            without max-pooling; the local map is the 256-channel output of the
-            third stage, 8x8 for 32x32 input; fc = the pooled 512 features).
+        arch: ``"dcgan"`` or ``"resnet18"`` (see above).
         channels: input channels (1 or 3).
-        image_size: side of the square input (at least 16; 28 and 32 are typical).
+        image_size: side of the square input (at least 16; 28, 32, 64, 96 and
+            128 are typical).
         z_dim: size of the code.
         stochastic: Gaussian code (mean and log-variance heads, for the KL
             prior) instead of a deterministic one.
@@ -124,16 +196,21 @@ class Encoder(nn.Module):
         self.image_size = image_size
         self.z_dim = z_dim
         self.stochastic = stochastic
+        stages = downsampling_stages(image_size)
         if arch == "dcgan":
+            widths = [channels] + [32] * stages + [64, 128]
             # The first layer has no BatchNorm, as in DCGAN's discriminator.
-            self.local = nn.Sequential(_conv_block(channels, 64, batch_norm=False), _conv_block(64, 128))
+            blocks = [_conv_block(w_in, w_out, i > 0) for i, (w_in, w_out) in enumerate(itertools.pairwise(widths))]
+            self.local = nn.Sequential(*blocks)
             self.top = _conv_block(128, 256)
             fc_dim = 1024
         else:
-            stem = nn.Sequential(
-                nn.Conv2d(channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+            self.local = nn.Sequential(
+                _resnet_stem(channels, stages),
+                _resnet_stage(64, 64, 1),
+                _resnet_stage(64, 128, 2),
+                _resnet_stage(128, 256, 2),
             )
-            self.local = nn.Sequential(stem, _resnet_stage(64, 64, 1), _resnet_stage(64, 128, 2), _resnet_stage(128, 256, 2))
             self.top = _resnet_stage(256, 512, 2)
             fc_dim = 512
         with torch.no_grad():
