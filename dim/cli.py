@@ -62,6 +62,16 @@ def main() -> None:
                    "al., ICLR 2019); su-jianlin: the setting of Su Jianlin's 2018 derivation of DIM "
                    "(kexue.fm/archives/6024); gpu: the best recipe on a ResNet-18 with large batches and "
                    "torch.compile, for one GPU. What each measured: benchmarks/RESULTS.md.")
+@click.option("--image-size", type=click.IntRange(min=16),
+              help="Side of the square training images [default: the dataset's own: MNIST 28, STL-10 96, others "
+                   "and folders 32]. The encoder adds stride-2 stages for larger images (64, 96, 128, ...) so its "
+                   "local feature map stays about 8x8; the model records its size for embedding and search.")
+@click.option("--stream/--no-stream", default=None,
+              help="Decode the training images from their files while training (in --num-workers processes) "
+                   "instead of holding them in memory [default: stream when the decoded images would take more "
+                   "than half the available RAM; image folders only].")
+@click.option("--num-workers", type=click.IntRange(min=0), default=None,
+              help="Decoding processes when streaming [default: CPU cores - 1, at most 8].")
 @click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True)
 @click.option("--max-steps", type=int, default=_DEFAULTS.max_steps,
               help="Stop after this many optimiser steps in total.")
@@ -100,8 +110,7 @@ def main() -> None:
 @click.option("--device", default=_DEFAULTS.device, show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=_DEFAULTS.threads, show_default=True,
-              help="CPU threads torch may use (0: torch's default); the data is kept in memory, so there are "
-                   "no loader processes.")
+              help="CPU threads torch may use (0: torch's default).")
 @click.option("--knn/--no-knn", default=_DEFAULTS.knn, show_default=True,
               help="kNN top-1 on the test split after each epoch (a subset) and at the end (all of it).")
 @click.option("--compile/--no-compile", "compile_", default=None,

@@ -50,7 +50,7 @@ _GPU: dict[str, Any] = {**_BEST, "arch": "resnet18", "batch_size": 512, "lr": 2e
 PRESETS: dict[str, dict[str, Any]] = {"best": _BEST, "paper": _PAPER, "su-jianlin": _SU_JIANLIN, "gpu": _GPU}
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
-RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "threads")
+RESUMABLE = ("epochs", "max_steps", "time_limit", "device", "data_dir", "threads", "stream", "num_workers")
 
 
 @dataclass
@@ -63,6 +63,18 @@ class TrainConfig:
     Attributes:
         dataset: a dataset name (``cifar10``, ``shapes``, ...) or an image folder.
         data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
+        image_size: side of the square training images (``None``: the dataset's own,
+            MNIST 28, STL-10 96, others and folders 32). The encoder grows with it
+            (:class:`dim.models.Encoder`) and the trained model records it, so
+            embedding and search preprocess to the same size.
+        stream: decode the training images from their files while training, in
+            ``num_workers`` DataLoader processes, instead of holding them decoded in
+            memory (image folders and image-folder trees only). ``None``: stream when
+            the decoded training split would take more than half the available RAM
+            (:func:`dim.core.data.fits_in_memory`). Streaming sees the same pixels,
+            batches and augmentations as training in memory, so it resumes either way.
+        num_workers: decoding processes when streaming (``None``: one per CPU core
+            beyond the main process, at most 8; 0: decode in the training process).
         out: run directory (default ``runs/dim-<dataset>-<time>``).
         preset: a key of :data:`PRESETS`: ``best`` (the recipe that measured best at a
             30-minute CPU budget), ``paper`` (the DIM paper's DIM(L) infoNCE),
@@ -104,8 +116,7 @@ class TrainConfig:
             :func:`dim.core.device.autocast`).
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.
-        threads: CPU threads torch may use (0: torch's default). The data
-            lives in memory, so there are no loader processes.
+        threads: CPU threads torch may use (0: torch's default).
         knn: report kNN top-1 after each epoch and at the end (labelled data only).
         knn_k, knn_temperature: the kNN protocol (k = 200, T = 0.1).
         knn_memory, knn_queries: sizes of the fixed training / test subsets of
@@ -116,6 +127,9 @@ class TrainConfig:
 
     dataset: str = "shapes"
     data_dir: str | None = None
+    image_size: int | None = None
+    stream: bool | None = None
+    num_workers: int | None = None
     out: str | None = None
     preset: str = "best"
     epochs: int = 10
@@ -168,6 +182,10 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {config.max_steps}")
         if config.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (negatives come from the batch), got {config.batch_size}")
+        if config.image_size is not None and config.image_size < 16:
+            raise ValueError(f"image_size must be at least 16 pixels, got {config.image_size}")
+        if config.num_workers is not None and config.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (0: decode in the training process), got {config.num_workers}")
         if config.threads < 0:
             raise ValueError(f"threads must be >= 0 (0: torch's default), got {config.threads}")
         if config.log_every < 1:

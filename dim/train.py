@@ -7,8 +7,10 @@ Example:
     >>> result.metrics["knn_top1"]
 
 The whole training split is decoded once and kept on the training device as
-uint8; each batch is drawn by indexing, normalised, augmented on the device
-and fed in channels-last layout, under bf16 autocast on CUDA (``precision``,
+uint8 and each batch is drawn by indexing; or, for image folders larger than
+memory (``stream``), each batch is decoded from its files in DataLoader worker
+processes (:class:`dim.core.data.ImageFiles`), in the same order. Batches are
+normalised, augmented on the device and fed in channels-last layout, under bf16 autocast on CUDA (``precision``,
 :func:`dim.core.device.autocast`). Loss terms and MI
 estimates are accumulated on the device and read back once per log interval,
 so the hot path never waits for the device.
@@ -25,8 +27,10 @@ nearest training images).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -38,7 +42,15 @@ from dim.augment import augment
 from dim.checkpoint import CHECKPOINT_KIND
 from dim.config import RESUMABLE, TrainConfig
 from dim.core.checkpoint import atomic_save, make_checkpoint
-from dim.core.data import ImageDataset, load_dataset
+from dim.core.data import (
+    ImageDataset,
+    ImageFiles,
+    collate_files,
+    default_num_workers,
+    fits_in_memory,
+    image_files,
+    load_dataset,
+)
 from dim.core.device import adam, autocast, seed_everything, select_device
 from dim.core.distributed import (
     DistributedContext,
@@ -54,6 +66,8 @@ from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_c
 from dim.mi.gather import all_gather_with_local_grad
 from dim.models import Encoder, FeatureHead
 from dim.objective import AdversarialPrior, DeepInfoMax, Gather
+
+logger = logging.getLogger(__name__)
 
 # Statistics accumulated on the device each step, in this order.
 STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
@@ -113,10 +127,7 @@ class Trainer:
         self.config = config
         seed_everything(config.seed + self.context.rank)
 
-        self.train_set = load_dataset(config.dataset, "train", config.data_dir, progress=self.progress)
-        self.test_set: ImageDataset | None = None
-        if self.train_set.is_labelled:
-            self.test_set = load_dataset(config.dataset, "test", config.data_dir, progress=self.progress)
+        self._load_data()
         self.global_batch = config.batch_size * self.context.world_size
         self.steps_per_epoch = len(self.train_set) // self.global_batch
         if self.steps_per_epoch == 0:
@@ -124,7 +135,7 @@ class Trainer:
                 f"{config.dataset} has {len(self.train_set)} training images, fewer than one batch of "
                 f"{self.global_batch}: lower --batch-size"
             )
-        self.train_images = self.train_set.images.to(self.device)  # (N, C, H, W) uint8, resident
+        self.skipped: dict[str, str] = {}  # streamed files that could not be read: relative path -> reason
 
         gather = all_gather_with_local_grad if self.context.enabled else None
         self.model = build_model(config, self.train_set.channels, self.train_set.image_size, gather).to(
@@ -154,6 +165,44 @@ class Trainer:
             write_config(self.run_dir, dataclasses.asdict(config))
         self.metrics = MetricsLog(self.run_dir) if self.context.is_main else None
         self.autocast = autocast(self.device, config.precision)
+
+    def _load_data(self) -> None:
+        """The training and test splits, decoded into memory or (``stream``) as files.
+
+        Streaming keeps only the kNN check's subsets in memory (``knn_memory``
+        training and ``knn_queries`` test images, also for the last evaluation).
+        """
+        config = self.config
+        size = {"image_size": config.image_size}
+        files = image_files(config.dataset, "train", config.data_dir, **size)
+        self.streaming = config.stream
+        if self.streaming is None:
+            self.streaming = files is not None and not fits_in_memory(files.nbytes)
+            if self.streaming:
+                self._print(f"{config.dataset}: {len(files)} training images would take {files.nbytes / 2**30:.1f} "
+                            "GiB decoded, more than half the available memory: streaming them from their files "
+                            "(--no-stream to decode them into memory)")
+        if self.streaming and files is None:
+            raise ValueError(f"{config.dataset} is not stored as image files (it is generated or read from "
+                             "torchvision's files, and held in memory): --stream needs an image folder")
+        self.train_set: ImageDataset | ImageFiles
+        self.test_set: ImageDataset | ImageFiles | None = None
+        if self.streaming:
+            self.train_set = files
+            if files.is_labelled:
+                self.test_set = image_files(config.dataset, "test", config.data_dir, **size)
+        else:
+            self.train_set = files.load(self.progress) if files is not None else load_dataset(
+                config.dataset, "train", config.data_dir, progress=self.progress, **size)
+            if self.train_set.is_labelled:
+                self.test_set = load_dataset(config.dataset, "test", config.data_dir, progress=self.progress, **size)
+            self.train_images = self.train_set.images.to(self.device)  # (N, C, H, W) uint8, resident
+        self.knn_sets: tuple[ImageDataset, ImageDataset] | None = None  # streaming: (memory, queries), decoded
+        if self.streaming and self.test_set is not None and config.knn and self.context.is_main:
+            memory = subset_indices(len(self.train_set), config.knn_memory, config.seed)
+            queries = subset_indices(len(self.test_set), config.knn_queries, config.seed + 1)
+            self.knn_sets = (self.train_set.subset(memory).load(self.progress, cache=False),
+                             self.test_set.subset(queries).load(self.progress, cache=False))
 
     # ------------------------------------------------------------------ training
 
@@ -199,8 +248,8 @@ class Trainer:
 
     def _train_epoch(self) -> tuple[dict[str, float], int, float]:
         """Train until the end of the epoch or ``max_steps``; returns summed stats, images, seconds."""
-        config, rank, batch_size = self.config, self.context.rank, self.config.batch_size
-        order = epoch_order(len(self.train_images), config.seed, self.epoch).to(self.device)
+        config = self.config
+        order = epoch_order(len(self.train_set), config.seed, self.epoch)
         window = MetricWindow(STATS, self.device)
         totals = dict.fromkeys(STATS, 0.0)  # the epoch's sums, added to at each read of the window
         steps = self.steps_per_epoch - self.batch
@@ -211,12 +260,12 @@ class Trainer:
         self.model.train()
         start, done = time.perf_counter(), 0
         clock = self.train_seconds  # training seconds so far, rank 0's, so every process stops at the same step
+        batches = self._batches(order, steps)
         for _ in range(steps):
             if config.time_limit is not None and clock >= 60 * config.time_limit:
                 break
             self._set_learning_rate(clock)
-            offset = (self.batch * self.context.world_size + rank) * batch_size
-            window.add(self._train_step(self.train_images[order[offset : offset + batch_size]]))
+            window.add(self._train_step(next(batches)))
             self.batch, self.step, done = self.batch + 1, self.step + 1, done + 1
             bar.update()
             if done % config.log_every == 0:
@@ -226,11 +275,51 @@ class Trainer:
                 clock = self.context.broadcast(self.train_seconds + time.perf_counter() - start)
         self._read(window, totals)  # waits for the device, so the timing below is complete
         seconds = time.perf_counter() - start
+        batches.close()  # stops the decoding workers of a run stopped mid-epoch
         self.train_seconds = self.context.broadcast(self.train_seconds + seconds)
         bar.close()
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
         return totals, done * self.global_batch, seconds
+
+    def _batches(self, order: Tensor, steps: int) -> Iterator[Tensor]:
+        """This process's next ``steps`` uint8 ``(B, C, H, W)`` batches of the epoch ``order``, on the device.
+
+        Batch ``b`` of the epoch is ``order[(b * world_size + rank) * B :][:B]``,
+        from the resident images or, streaming, decoded by a DataLoader over the
+        files. A streamed file that cannot be read is reported once and its place
+        in the batch is taken by another image of the batch, so every process keeps
+        the batch size the gathers of a DDP run need.
+        """
+        batch_size, world_size, rank = self.config.batch_size, self.context.world_size, self.context.rank
+        starts = [((self.batch + i) * world_size + rank) * batch_size for i in range(steps)]
+        if not self.streaming:
+            order = order.to(self.device)
+            for start in starts:
+                yield self.train_images[order[start : start + batch_size]]
+            return
+        workers = default_num_workers() if self.config.num_workers is None else self.config.num_workers
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_sampler=[order[start : start + batch_size].tolist() for start in starts],
+            num_workers=workers, collate_fn=collate_files, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # its own: seeding the workers must not draw from the augmentations' RNG
+        )
+        for _, images, skipped in loader:
+            for index, reason in skipped:
+                self._skip(self.train_set.relative_path(index), reason)
+            if images is None:
+                raise ValueError(f"no file of a training batch of {batch_size} could be read (see the warnings above): "
+                                 f"check {self.config.dataset}")
+            if len(images) < batch_size:
+                images = images[torch.arange(batch_size) % len(images)]  # (B, C, H, W): refill the unreadable places
+            yield images.to(self.device, non_blocking=True)
+
+    def _skip(self, path: str, reason: str) -> None:
+        """Report a streamed file that cannot be read, once per run session."""
+        if path not in self.skipped:
+            self.skipped[path] = reason
+            logger.warning(f"{self.config.dataset}: skipped the unreadable training image {path}: {reason} "
+                           f"({len(self.skipped)} so far)")
 
     @staticmethod
     def _read(window: MetricWindow, totals: dict[str, float]) -> dict[str, float]:
@@ -296,16 +385,21 @@ class Trainer:
         result = None
         if self.context.is_main:
             config = self.config
-            memory = subset_indices(len(self.train_set), None if full else config.knn_memory, config.seed)
-            queries = subset_indices(len(self.test_set), None if full else config.knn_queries, config.seed + 1)
+            if self.knn_sets is not None:  # streaming: the decoded subsets, at the end too
+                memory_set, query_set = self.knn_sets
+                memory_images, memory_labels = memory_set.images.to(self.device), memory_set.labels
+                query_images, query_labels = query_set.images, query_set.labels
+            else:
+                memory = subset_indices(len(self.train_set), None if full else config.knn_memory, config.seed)
+                queries = subset_indices(len(self.test_set), None if full else config.knn_queries, config.seed + 1)
+                memory_images, memory_labels = self.train_images[memory.to(self.device)], self.train_set.labels[memory]
+                query_images, query_labels = self.test_set.images[queries], self.test_set.labels[queries]
             encoder = self.model.encoder
             extractor = FeatureExtractor(
                 FeatureHead(encoder, "z", config.precision), encoder.image_size, encoder.channels, encoder.z_dim, "dim:z"
             ).eval()
             result = evaluate(
-                extractor,
-                self.train_images[memory.to(self.device)], self.train_set.labels[memory],
-                self.test_set.images[queries], self.test_set.labels[queries],
+                extractor, memory_images, memory_labels, query_images, query_labels,
                 self.train_set.num_classes, config.knn_k, config.knn_temperature,
                 grid_path=self.run_dir / "knn.png" if full else None,
             )

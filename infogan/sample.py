@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dim.core.images import image_to_uint8, normalize_images
+from dim.core.images import load_image, normalize_images
 from infogan.checkpoint import load_run
 from infogan.codes import Latent
 from infogan.models import OGAN, InfoGAN
@@ -170,16 +170,12 @@ def save_reconstruction(
 ) -> Path:
     """Load an O-GAN run and write the reconstructions of image files to the PNG ``out``.
 
-    The files are decoded with :func:`dim.core.data.open_image` and brought to the
-    model's size and channels as training images are (:func:`dim.core.images.image_to_uint8`).
+    The files are decoded and brought to the model's size and channels as training
+    images are (:func:`dim.core.images.load_image`).
 
     Raises:
         ValueError: if the run is not an O-GAN run, no file is given, or a file is no readable image.
     """
-    from dim.core.data import (
-        open_image,  # here: torchvision adds seconds to every CLI start
-    )
-
     if not image_files:
         raise ValueError("give at least one image file to reconstruct")
     trained = load_run(run, device)
@@ -187,5 +183,5 @@ def save_reconstruction(
         raise ValueError(f"{trained.path} is an InfoGAN run: reconstructions need an O-GAN run (its discriminator "
                          f"is the encoder); train one with --objective ogan")
     model = trained.model
-    images = torch.stack([image_to_uint8(open_image(f), model.image_size, model.channels) for f in image_files])
+    images = torch.stack([load_image(f, model.image_size, model.channels) for f in image_files])
     return save_reconstructions(model, images, out, columns)

@@ -1,7 +1,7 @@
 """Embed image files with a feature extractor: decode in DataLoader workers, forward in batches.
 
-Workers open each file and apply the model's own preprocessing to a small uint8
-tensor; the main process moves whole batches to the model's device, runs the
+Workers decode each file at the model's input size into a small uint8 tensor
+(:class:`dim.core.data.ImageFiles`, the path training data takes too); the main process moves whole batches to the model's device, runs the
 network and L2-normalises, so inner products of the vectors are cosine
 similarities. A file that cannot be decoded is recorded with the reason and
 skipped; it never stops the run.
@@ -9,8 +9,7 @@ skipped; it never stops the run.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dim.core.data import open_image
+from dim.core.data import ImageFiles, collate_files, default_num_workers
 from dim.core.features import FeatureExtractor
-
-# What decoding a damaged or foreign file may raise: dim.core.data.UnreadableImageError is a
-# ValueError; PIL raises OSError subclasses and DecompressionBombError for huge images.
-DECODE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
 
 
 @dataclass
@@ -44,49 +38,6 @@ class Embeddings:
     vectors: np.ndarray
     positions: np.ndarray
     skipped: list[tuple[int, str]]
-
-
-def default_num_workers() -> int:
-    """Decoding workers: one per CPU core beyond the main process, at most 8 (0 on one core)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores - 1)
-
-
-def describe_error(error: BaseException) -> str:
-    """One-line reason for a skipped file (no tabs or newlines, so it fits ``skipped.txt``)."""
-    reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
-    return " ".join(str(reason).split())
-
-
-class ImageFiles(Dataset):
-    """Image files -> ``(position, (C, H, W) uint8 or None, error reason or None)``.
-
-    Args:
-        paths: the files to read.
-        preprocess: PIL image -> ``(C, H, W)`` uint8 tensor (the model's ``preprocess_uint8``).
-    """
-
-    def __init__(self, paths: Sequence[Path], preprocess: Callable[[Image.Image], Tensor]) -> None:
-        self.paths = list(paths)
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, position: int) -> tuple[int, Tensor | None, str | None]:
-        try:
-            return position, self.preprocess(open_image(self.paths[position])), None
-        except DECODE_ERRORS as error:
-            return position, None, describe_error(error)
-
-
-def _collate(items: list[tuple[int, Tensor | None, str | None]]) -> tuple[Tensor, Tensor | None, list[tuple[int, str]]]:
-    """Split a batch into ``(positions (B_ok,), images (B_ok, C, H, W) or None, skipped)``."""
-    good = [(position, image) for position, image, _ in items if image is not None]
-    skipped = [(position, reason) for position, image, reason in items if image is None]
-    positions = torch.tensor([position for position, _ in good], dtype=torch.int64)
-    images = torch.stack([image for _, image in good]) if good else None
-    return positions, images, skipped
 
 
 def l2_normalize(features: Tensor) -> np.ndarray:
@@ -140,10 +91,10 @@ def embed_paths(
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {workers}")
     loader = DataLoader(
-        ImageFiles(paths, model.preprocess_uint8),
+        ImageFiles(paths, model.image_size, model.channels),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate_files,
         pin_memory=model.device.type == "cuda",
     )
     vectors, positions, skipped = [], [], []

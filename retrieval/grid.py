@@ -10,10 +10,8 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import save_image
 
-from dim.core.data import open_image
 from dim.core.grids import QUERY_BORDER, neighbour_grid
-from dim.core.images import image_to_uint8
-from retrieval.embedding import DECODE_ERRORS
+from dim.core.images import DECODE_ERRORS, image_to_uint8, open_image
 from retrieval.index import QueryResult
 
 GRID_PADDING = 2

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.core.data import IMAGE_EXTENSIONS, find_images, open_image
+from dim.core.data import IMAGE_EXTENSIONS, find_images
 from dim.core.device import select_device
 from dim.core.features import FeatureExtractor
+from dim.core.images import describe_error, load_image, open_image
 from retrieval import ann, store
-from retrieval.embedding import describe_error, embed_batch, embed_paths, eval_mode
+from retrieval.embedding import embed_batch, embed_paths, eval_mode
 from retrieval.lock import IndexLock, IndexLockedError
 from retrieval.models import ModelFingerprint, fingerprint, load_model
 from retrieval.store import DamagedIndexError, ImageRecord
@@ -396,7 +397,7 @@ class Index:
             indexed comes back as its own rank-0 hit with score ~1.
 
         Raises:
-            dim.core.data.UnreadableImageError: if a query file cannot be decoded.
+            dim.core.images.UnreadableImageError: if a query file cannot be decoded.
         """
         if isinstance(queries, (str, os.PathLike, Image.Image)):
             queries = [queries]
@@ -409,8 +410,12 @@ class Index:
                 images.append(query)
             else:
                 labels.append(str(query))
-                images.append(open_image(query))
-        batch = torch.stack([self.model.preprocess_uint8(image) for image in images])  # (Q, C, H, W) uint8
+                images.append(open_image(query))  # at full size, for the result grids
+        size, channels = self.model.image_size, self.model.channels
+        batch = torch.stack([  # (Q, C, H, W) uint8; a file as the index read it (a JPEG at reduced scale)
+            self.model.preprocess_uint8(query) if isinstance(query, Image.Image) else load_image(query, size, channels)
+            for query in queries
+        ])
         with eval_mode(self.model):
             vectors = embed_batch(self.model, batch)
         scores, ids = self.search_vectors(vectors, k)

@@ -53,8 +53,8 @@ from PIL import Image, ImageOps
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from dim.core.images import DECODE_ERRORS
 from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates
-from retrieval.embedding import DECODE_ERRORS
 from retrieval.index import Index, ModelLike, current_write
 from retrieval.store import ImageRecord
 

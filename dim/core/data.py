@@ -1,7 +1,11 @@
-"""Datasets as uint8 tensors in memory: named benchmarks, image folders and generated shapes.
+"""Datasets: named benchmarks, image folders and generated shapes, in memory or streamed from disk.
 
-Everything is decoded once into an :class:`ImageDataset` (uint8 ``(N, C, H, W)``
-images plus int64 labels) and kept in memory, so no epoch re-decodes a JPEG.
+A dataset is usually decoded once into an :class:`ImageDataset` (uint8
+``(N, C, H, W)`` images plus int64 labels) and kept in memory, so no epoch
+re-decodes a JPEG. A folder too large for memory stays an :class:`ImageFiles`
+(the file list and labels) whose images are decoded when read, in
+``torch.utils.data.DataLoader`` workers; :func:`image_files` lists one and
+:func:`fits_in_memory` tells which of the two a folder needs.
 
 * Named datasets (:data:`DATASET_NAMES`) come from an image-folder tree
   ``DATA_DIR/<name>/<split>/<class>/*`` when there is one, else from torchvision's
@@ -13,7 +17,7 @@ images plus int64 labels) and kept in memory, so no epoch re-decodes a JPEG.
 * ``shapes``: coloured circles, squares and triangles generated from a seed,
   needing no files and no network.
 
-Every image decoded from a file goes through :func:`dim.core.images.image_to_uint8`,
+Every image decoded from a file goes through :func:`dim.core.images.load_image`,
 as embedding and search do, so training and inference see the same pixels.
 """
 
@@ -21,23 +25,22 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import logging
 import os
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
 from dim.core.checkpoint import atomic_save
-from dim.core.images import image_to_uint8
+from dim.core.images import DECODE_ERRORS, describe_error, load_image
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +60,8 @@ _NATIVE: dict[str, tuple[int, int, str]] = {
 _SHAPES_SPLITS = {"train": (20000, 0), "test": (2000, 1)}  # split -> (number of images, seed)
 _SHAPE_CLASSES = ["circle", "square", "triangle"]
 _DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1))
-_CACHE_VERSION = 1
-
-
-class UnreadableImageError(ValueError):
-    """A file that should be an image but cannot be decoded (empty, not an image, truncated)."""
-
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        super().__init__(f"cannot read image {path}: {reason}")
-        self.path = Path(path)
-        self.reason = reason
+_CACHE_VERSION = 2  # 2: JPEGs decoded at reduced scale, EXIF orientation, alpha on white
+_MEMORY_FRACTION = 0.5  # a folder is decoded into memory when it takes at most this share of the free RAM
 
 
 @dataclass(eq=False)
@@ -153,49 +148,190 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file and decode it fully (not lazily), so broken files fail here.
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files decoded when read: the streaming counterpart of :class:`ImageDataset`.
+
+    Item ``i`` is ``(i, image, None)`` with the uint8 ``(channels, image_size,
+    image_size)`` image of file ``i`` (:func:`dim.core.images.load_image`), or
+    ``(i, None, reason)`` when the file cannot be read; :func:`collate_files`
+    batches them. The file names are kept in one numpy byte array, so
+    DataLoader worker processes share them instead of copying (touching Python
+    strings would unshare their pages).
+
+    Args:
+        files: the image files.
+        image_size: side of the decoded square images.
+        channels: 1 (grey) or 3 (RGB).
+        labels: int64 ``(N,)``, ``-1`` where unlabelled (default: all ``-1``).
+        classes: class names, index = label.
+        name: the dataset's name (the folder path for a folder).
+        split: as :attr:`ImageDataset.split`.
+        root: the folder the files lie under, for relative names and the decode cache.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike],
+        image_size: int = 32,
+        channels: int = 3,
+        labels: Tensor | None = None,
+        classes: Sequence[str] = (),
+        name: str = "",
+        split: str = "all",
+        root: str | os.PathLike | None = None,
+    ) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+        if image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self._files = np.array([os.fsencode(os.fspath(path)) for path in files], dtype=np.bytes_)  # (N,)
+        self.labels = torch.full((len(self._files),), -1, dtype=torch.int64) if labels is None else labels
+        if self.labels.shape != (len(self._files),):
+            raise ValueError(f"{len(self.labels)} labels for {len(self._files)} files")
+        self.image_size, self.channels = image_size, channels
+        self.classes, self.name, self.split = list(classes), name, split
+        self.root = None if root is None else Path(root)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def path(self, index: int) -> Path:
+        return Path(os.fsdecode(self._files[index]))
+
+    def relative_path(self, index: int) -> str:
+        """File ``index`` relative to :attr:`root` (posix), or its full path without a root."""
+        path = self.path(index)
+        return path.relative_to(self.root).as_posix() if self.root is not None else str(path)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes :meth:`load` would hold: ``N * channels * image_size**2``."""
+        return len(self) * self.channels * self.image_size**2
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | None, str | None]:
+        try:
+            return index, load_image(self.path(index), self.image_size, self.channels), None
+        except DECODE_ERRORS as error:
+            return index, None, describe_error(error)
+
+    def subset(self, indices: Sequence[int] | Tensor) -> ImageFiles:
+        """The files at ``indices``, in that order, with their labels."""
+        indices = torch.as_tensor(indices, dtype=torch.int64)
+        return ImageFiles([self.path(int(i)) for i in indices], self.image_size, self.channels,
+                          self.labels[indices], self.classes, self.name, self.split, self.root)
+
+    def load(self, progress: bool = True, cache: bool = True) -> ImageDataset:
+        """Decode every file into an :class:`ImageDataset` in memory, skipping the unreadable ones.
+
+        Decoding runs in a thread pool (Pillow releases the GIL); with ``cache`` and
+        a :attr:`root` the result is cached on disk (see the module docstring).
+        Unreadable files are recorded in ``.skipped`` and summarised in one warning.
+
+        Raises:
+            ValueError: if there are no files, or none of them can be read.
+        """
+        where = self.root or self.name or "the file list"
+        if not len(self):
+            raise ValueError(
+                f"no images found in {where} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
+                "hidden files and folders are ignored)"
+            )
+        cache_file = _cache_file(self) if cache and self.root is not None else None
+        cached = _read_cache(cache_file) if cache_file is not None else None
+        if cached is None:
+            images, kept, skipped = _decode_files(self, progress)
+            cached = {"images": images, "labels": self.labels[torch.tensor(kept, dtype=torch.int64)],
+                      "paths": [self.relative_path(i) for i in kept], "skipped": skipped}
+            if cache_file is not None:
+                _write_cache(cache_file, cached)
+        skipped = [tuple(item) for item in cached["skipped"]]
+        if skipped:
+            path, reason = skipped[0]
+            logger.warning(
+                f"{where}: skipped {len(skipped)} of {len(self)} image files that could not be read "
+                f"(first: {path}: {reason}); the full list is in the dataset's .skipped"
+            )
+            if not cached["paths"]:
+                raise ValueError(f"none of the {len(self)} image files in {where} could be read "
+                                 f"(first: {path}: {reason})")
+        return ImageDataset(cached["images"], cached["labels"], list(self.classes), self.name, self.split,
+                            list(cached["paths"]), skipped)
+
+
+def collate_files(
+    items: list[tuple[int, Tensor | None, str | None]],
+) -> tuple[Tensor, Tensor | None, list[tuple[int, str]]]:
+    """Batch :class:`ImageFiles` items: ``(indices (B_ok,), images (B_ok, C, H, W) or None, skipped)``.
+
+    ``skipped`` holds ``(index, reason)`` of each unreadable file; ``images`` is
+    ``None`` when no file of the batch could be read.
+    """
+    good = [(index, image) for index, image, _ in items if image is not None]
+    skipped = [(index, reason) for index, image, reason in items if image is None]
+    indices = torch.tensor([index for index, _ in good], dtype=torch.int64)
+    images = torch.stack([image for _, image in good]) if good else None
+    return indices, images, skipped
+
+
+def default_num_workers() -> int:
+    """Decoding processes: one per CPU core beyond the main process, at most 8 (0 on one core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cores - 1)
+
+
+def available_memory() -> int:
+    """Bytes of RAM available to new allocations (``MemAvailable`` on Linux, else the physical RAM)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def fits_in_memory(nbytes: int) -> bool:
+    """Whether decoded images of ``nbytes`` fit comfortably: at most half the :func:`available_memory`."""
+    return nbytes <= _MEMORY_FRACTION * available_memory()
+
+
+def list_image_folder(root: str | os.PathLike, image_size: int = 32, channels: int = 3) -> ImageFiles:
+    """The images under ``root`` (see :func:`find_images`) as :class:`ImageFiles`, nothing decoded yet.
+
+    The images are labelled by their first-level sub-folder (class names sorted
+    alphabetically) when every image lies in one; otherwise the folder is
+    unlabelled (labels ``-1``, no classes). ``name`` is the folder path, ``split``
+    ``"all"``.
 
     Raises:
-        UnreadableImageError: for an empty file, a file that is not an image, or a
-            truncated or otherwise corrupt one (``.path`` and ``.reason`` say which).
-        OSError: if the file itself cannot be read (e.g. ``FileNotFoundError``).
+        FileNotFoundError: if ``root`` is not a directory.
     """
-    data = Path(path).read_bytes()
-    if not data:
-        raise UnreadableImageError(path, "empty file (0 bytes)")
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Image.UnidentifiedImageError:
-        raise UnreadableImageError(path, "not an image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise UnreadableImageError(path, f"corrupt or truncated image ({error})") from error
-    return image
+    root = Path(root)
+    files = find_images(root)
+    return _files_of(root, files, _folder_classes(root, files), str(root), "all", image_size, channels)
 
 
 def load_image_folder(
     root: str | os.PathLike, image_size: int = 32, channels: int = 3, progress: bool = True
 ) -> ImageDataset:
-    """Decode every image under ``root`` (see :func:`find_images`) into memory.
-
-    The images are labelled by their first-level sub-folder (class names sorted
-    alphabetically) when every image lies in one; otherwise the folder is unlabelled
-    (labels ``-1``, no classes). Unreadable files are skipped, recorded in
-    ``.skipped`` and summarised in one logged warning. The decoded result is cached
-    on disk (see the module docstring).
+    """Decode every image under ``root`` into memory: :func:`list_image_folder` then :meth:`ImageFiles.load`.
 
     Returns:
-        An :class:`ImageDataset` with images ``(N, channels, image_size, image_size)``,
-        ``name`` = the folder path and ``split = "all"``.
+        An :class:`ImageDataset` with images ``(N, channels, image_size, image_size)``.
 
     Raises:
         FileNotFoundError: if ``root`` is not a directory.
         ValueError: if it holds no image, or none of its images can be read.
     """
-    root = Path(root)
-    files = find_images(root)
-    return _load_files(root, files, _folder_classes(root, files), str(root), "all", image_size, channels, progress)
+    return list_image_folder(root, image_size, channels).load(progress)
 
 
 def make_shapes(
@@ -286,41 +422,74 @@ def load_dataset(
         ValueError: for an unknown name or split.
         FileNotFoundError: if a named dataset is neither on disk nor downloadable.
     """
-    if source in DATASET_NAMES:
-        return _load_named(str(source), split, data_dir, image_size, channels, download, progress)
-    if Path(source).is_dir():
-        return _load_folder_split(Path(source), split, image_size or 32, channels or 3, progress)
-    raise ValueError(
-        f"unknown dataset {str(source)!r}: use one of {', '.join(DATASET_NAMES)}, "
-        "or the path of an existing folder of images"
-    )
-
-
-def _load_named(
-    name: str,
-    split: str,
-    data_dir: str | os.PathLike | None,
-    image_size: int | None,
-    channels: int | None,
-    download: bool,
-    progress: bool,
-) -> ImageDataset:
+    files = image_files(source, split, data_dir, image_size=image_size, channels=channels)
+    if files is not None:
+        return files.load(progress)
+    name = str(source)
     native_size, native_channels, _ = _NATIVE[name]
     image_size, channels = image_size or native_size, channels or native_channels
-    splits = ("train", "test", "unlabeled") if name == "stl10" else ("train", "test")
-    if split not in splits:
-        raise ValueError(f"{name} has no split {split!r}: use one of {', '.join(splits)}")
     if name == "shapes":
         images, labels = _shapes_split(split, image_size)
         return ImageDataset(_convert(images.clone(), image_size, channels), labels.clone(), list(_SHAPE_CLASSES),
                             name, split)
-
-    root = resolve_data_dir(data_dir)
-    tree = root / name / split
-    if tree.is_dir():
-        return replace(load_image_folder(tree, image_size, channels, progress), name=name, split=split)
-    images, labels, classes = _load_torchvision(name, split, root, download)
+    images, labels, classes = _load_torchvision(name, split, resolve_data_dir(data_dir), download)
     return ImageDataset(_convert(images, image_size, channels), labels, classes, name, split)
+
+
+def image_files(
+    source: str | os.PathLike,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    image_size: int | None = None,
+    channels: int | None = None,
+) -> ImageFiles | None:
+    """The files of one split of a dataset that lives in image files, as :class:`ImageFiles`.
+
+    That is an image folder, or a named dataset stored as an image-folder tree
+    ``DATA_DIR/<name>/<split>/<class>/*``; the arguments are those of
+    :func:`load_dataset`, which decodes exactly these files.
+
+    Returns:
+        The files, or ``None`` for a dataset held in other files (torchvision's) or
+        generated (``shapes``).
+
+    Raises:
+        ValueError: for an unknown name or split.
+    """
+    if source in DATASET_NAMES:
+        name = str(source)
+        native_size, native_channels, _ = _NATIVE[name]
+        splits = ("train", "test", "unlabeled") if name == "stl10" else ("train", "test")
+        if split not in splits:
+            raise ValueError(f"{name} has no split {split!r}: use one of {', '.join(splits)}")
+        tree = resolve_data_dir(data_dir) / name / split
+        if name == "shapes" or not tree.is_dir():
+            return None
+        files = list_image_folder(tree, image_size or native_size, channels or native_channels)
+        files.name, files.split = name, split
+        return files
+    if not Path(source).is_dir():
+        raise ValueError(
+            f"unknown dataset {str(source)!r}: use one of {', '.join(DATASET_NAMES)}, "
+            "or the path of an existing folder of images"
+        )
+    root, image_size, channels = Path(source), image_size or 32, channels or 3
+    if split not in ("train", "test"):
+        raise ValueError(f"an image folder has the splits 'train' and 'test', not {split!r}")
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        files = list_image_folder(root / split, image_size, channels)
+        files.name, files.split = str(root), split
+        return files
+    found = find_images(root)
+    classes = _folder_classes(root, found)  # from all files, so train and test agree on the label order
+    chosen = [path for path in found if _split_of(path.relative_to(root).as_posix()) == split]
+    if not chosen and found:
+        raise ValueError(
+            f"{root} has {len(found)} images, none of which fall in the {split!r} split (about 1 in 10 files go to "
+            "'test', chosen by file name); add more images or make train/ and test/ sub-folders"
+        )
+    return _files_of(root, chosen, classes, str(root), split, image_size, channels)
 
 
 def _load_torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor, list[str]]:
@@ -360,23 +529,6 @@ def _load_torchvision(name: str, split: str, root: Path, download: bool) -> tupl
         ) from error
 
 
-def _load_folder_split(root: Path, split: str, image_size: int, channels: int, progress: bool) -> ImageDataset:
-    """One split of a plain image folder: its train/ or test/ sub-folder, or a hash-based 90/10 split."""
-    if split not in ("train", "test"):
-        raise ValueError(f"an image folder has the splits 'train' and 'test', not {split!r}")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        return replace(load_image_folder(root / split, image_size, channels, progress), name=str(root), split=split)
-    files = find_images(root)
-    classes = _folder_classes(root, files)  # from all files, so train and test agree on the label order
-    chosen = [path for path in files if _split_of(path.relative_to(root).as_posix()) == split]
-    if not chosen and files:
-        raise ValueError(
-            f"{root} has {len(files)} images, none of which fall in the {split!r} split (about 1 in 10 files go to "
-            "'test', chosen by file name); add more images or make train/ and test/ sub-folders"
-        )
-    return _load_files(root, chosen, classes, str(root), split, image_size, channels, progress)
-
-
 def _split_of(relative_path: str) -> str:
     """``"test"`` for about 1 in 10 files (a fixed hash of the relative path), else ``"train"``."""
     return "test" if zlib.crc32(relative_path.encode()) % 10 == 0 else "train"
@@ -390,88 +542,56 @@ def _folder_classes(root: Path, files: list[Path]) -> list[str]:
     return sorted({p[0] for p in parts})
 
 
-def _load_files(
-    root: Path,
-    files: list[Path],
-    classes: list[str],
-    name: str,
-    split: str,
-    image_size: int,
-    channels: int,
-    progress: bool,
-) -> ImageDataset:
-    """Decode ``files`` (under ``root``) through the on-disk cache into an :class:`ImageDataset`."""
-    if not files:
-        raise ValueError(
-            f"no images found in {root} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
-            "hidden files and folders are ignored)"
-        )
-    cache_file = _cache_file(root, files, classes, split, image_size, channels)
-    cached = _read_cache(cache_file)
-    if cached is None:
-        images, kept, skipped = _decode_files(root, files, image_size, channels, progress)
-        paths = [files[i].relative_to(root).as_posix() for i in kept]
-        index = {c: i for i, c in enumerate(classes)}
-        labels = torch.tensor([index[p.split("/")[0]] if classes else -1 for p in paths], dtype=torch.int64)
-        cached = {"images": images, "labels": labels, "paths": paths, "skipped": skipped}
-        _write_cache(cache_file, cached)
-    skipped = [tuple(item) for item in cached["skipped"]]
-    if skipped:
-        path, reason = skipped[0]
-        logger.warning(
-            f"{root}: skipped {len(skipped)} of {len(files)} image files that could not be read "
-            f"(first: {path}: {reason}); the full list is in the dataset's .skipped"
-        )
-        if not cached["paths"]:
-            raise ValueError(f"none of the {len(files)} image files in {root} could be read (first: {path}: {reason})")
-    return ImageDataset(cached["images"], cached["labels"], list(classes), name, split, list(cached["paths"]), skipped)
+def _files_of(
+    root: Path, files: list[Path], classes: list[str], name: str, split: str, image_size: int, channels: int
+) -> ImageFiles:
+    """:class:`ImageFiles` of ``files`` under ``root``, labelled by their first-level folder when ``classes``."""
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index[path.relative_to(root).parts[0]] if classes else -1 for path in files]
+    return ImageFiles(files, image_size, channels, torch.tensor(labels, dtype=torch.int64), classes, name, split, root)
 
 
-def _decode_files(
-    root: Path, files: list[Path], image_size: int, channels: int, progress: bool
-) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
-    """Decode files in a thread pool (PIL releases the GIL while decoding).
+def _decode_files(files: ImageFiles, progress: bool) -> tuple[Tensor, list[int], list[tuple[str, str]]]:
+    """Decode every file in a thread pool (Pillow releases the GIL while decoding).
 
     Returns:
         images: uint8 ``(K, channels, image_size, image_size)`` of the K readable files.
-        kept: indices into ``files`` of those K files, in order.
+        kept: indices of those K files, in order.
         skipped: ``(relative path, reason)`` of the unreadable ones.
     """
-    images = torch.empty(len(files), channels, image_size, image_size, dtype=torch.uint8)
+    images = torch.empty(len(files), files.channels, files.image_size, files.image_size, dtype=torch.uint8)
 
     def decode(i: int) -> str | None:
-        try:
-            images[i] = image_to_uint8(open_image(files[i]), image_size, channels)
-        except UnreadableImageError as error:
-            return error.reason
-        except OSError as error:  # vanished file, broken link, no permission
-            return f"cannot read the file ({error.strerror or error})"
-        return None
+        _, image, reason = files[i]
+        if image is not None:
+            images[i] = image
+        return reason
 
     with ThreadPoolExecutor(_DECODE_THREADS) as pool:
         results = pool.map(decode, range(len(files)))
-        reasons = list(tqdm(results, total=len(files), desc=f"decoding {root}", unit="img", disable=not progress))
+        where = files.root or files.name
+        reasons = list(tqdm(results, total=len(files), desc=f"decoding {where}", unit="img", disable=not progress))
     kept = [i for i, reason in enumerate(reasons) if reason is None]
-    skipped = [(files[i].relative_to(root).as_posix(), r) for i, r in enumerate(reasons) if r is not None]
+    skipped = [(files.relative_path(i), r) for i, r in enumerate(reasons) if r is not None]
     if skipped:
         images = images[torch.tensor(kept, dtype=torch.int64)]
     return images, kept, skipped
 
 
-def _cache_file(
-    root: Path, files: list[Path], classes: list[str], split: str, image_size: int, channels: int
-) -> Path:
+def _cache_file(files: ImageFiles) -> Path:
     """Cache path keyed on the folder, the options and every file's name, size and mtime."""
-    digest = hashlib.sha256(repr((_CACHE_VERSION, str(root.resolve()), split, image_size, channels, classes)).encode())
-    for path in files:
+    root = files.root
+    key = (_CACHE_VERSION, str(root.resolve()), files.split, files.image_size, files.channels, files.classes)
+    digest = hashlib.sha256(repr(key).encode())
+    for i in range(len(files)):
         try:
-            stat = path.stat()
+            stat = files.path(i).stat()
             size, mtime = stat.st_size, stat.st_mtime_ns
         except OSError:  # e.g. a broken link: decoding will skip it
             size, mtime = -1, -1
-        digest.update(f"{path.relative_to(root).as_posix()}\0{size}\0{mtime}\n".encode())
+        digest.update(f"{files.relative_path(i)}\0{size}\0{mtime}\n".encode())
     cache_dir = Path(os.environ.get("DIM_CACHE_DIR") or Path.home() / ".cache" / "dim-toolkit").expanduser()
-    stem = "-".join(root.resolve().parts[-2:]) + f"-{split}-{image_size}px{channels}c"  # readable, e.g. cifar10-test
+    stem = "-".join(root.resolve().parts[-2:]) + f"-{files.split}-{files.image_size}px{files.channels}c"
     return cache_dir / f"{stem}-{digest.hexdigest()[:24]}.pt"
 
 

@@ -132,3 +132,73 @@ def test_epoch_order_depends_on_seed_and_epoch_only():
     assert torch.equal(epoch_order(50, 1, 2), epoch_order(50, 1, 2))
     assert not torch.equal(epoch_order(50, 1, 2), epoch_order(50, 1, 3))
     assert sorted(epoch_order(50, 1, 2).tolist()) == list(range(50))
+
+
+# ---------------------------------------------------------------- image folders, larger images, streaming
+
+def write_folder(root, count: int = 48, size: tuple[int, int] = (60, 45), bad: str | None = None):
+    """``root/{train,test}/<shape>/*.jpg``: shapes scenes at ``size`` (w, h); ``bad`` names a corrupt training file."""
+    from PIL import Image
+
+    for split, number, seed in [("train", count, 0), ("test", 12, 1)]:
+        images, labels = make_shapes(number, image_size=max(size), seed=seed)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / ("circle", "square", "triangle")[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image.permute(1, 2, 0).numpy()).resize(size).save(folder / f"{i:03d}.jpg", quality=90)
+    if bad is not None:
+        (root / "train" / bad).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def test_streaming_trains_the_same_model_as_memory_and_resumes_mid_epoch(tmp_path):
+    folder = write_folder(tmp_path / "photos")
+    base = dataclasses.replace(TINY, dataset=str(folder), lr_schedule="constant", num_workers=1)  # 6 steps an epoch
+    memory = train(dataclasses.replace(base, out=str(tmp_path / "memory"), stream=False, max_steps=9), progress=False)
+    first = train(dataclasses.replace(base, out=str(tmp_path / "stream"), stream=True, max_steps=4), progress=False)
+    assert first.step == 4 and load_checkpoint(tmp_path / "stream", "dim")["state"]["batch"] == 4  # stopped mid-epoch
+    resumed = train(dataclasses.replace(base, out=str(tmp_path / "stream"), stream=True, max_steps=9),
+                    resume=True, progress=False)
+    assert memory.step == resumed.step == 9
+    expected, actual = load_checkpoint(tmp_path / "memory", "dim"), load_checkpoint(tmp_path / "stream", "dim")
+    for name, tensor in expected["modules"]["model"].items():  # same pixels, batches and augmentations
+        assert torch.equal(tensor, actual["modules"]["model"][name]), name
+    assert (actual["state"]["epoch"], actual["state"]["batch"]) == (1, 3)
+
+
+def test_a_bad_file_mid_stream_is_reported_and_training_goes_on(tmp_path, caplog):
+    folder = write_folder(tmp_path / "photos", bad="circle/zz-broken.jpg")
+    config = dataclasses.replace(TINY, dataset=str(folder), out=str(tmp_path / "run"), stream=True, num_workers=0,
+                                 epochs=1, knn=True, knn_k=5)
+    trainer = Trainer(config, progress=False)
+    try:
+        result = trainer.run()
+        assert list(trainer.skipped) == ["circle/zz-broken.jpg"] and "corrupt" in trainer.skipped["circle/zz-broken.jpg"]
+    finally:
+        trainer.close()
+    assert result.step == 49 // 8 and 0.0 <= result.metrics["knn_top1"] <= 1.0
+    assert "skipped the unreadable training image circle/zz-broken.jpg" in caplog.text
+
+
+def test_streaming_needs_image_files(tmp_path):
+    with pytest.raises(ValueError, match="--stream needs an image folder"):
+        train(dataclasses.replace(TINY, out=str(tmp_path / "run"), stream=True, max_steps=1), progress=False)
+
+
+@pytest.mark.parametrize("size, local", [(64, 8), (96, 6), (128, 8)])
+def test_large_images_train_at_their_size_and_the_model_records_it(tmp_path, size, local):
+    from dim import load_encoder
+
+    folder = write_folder(tmp_path / "photos", count=16, size=(200, 150))
+    config = dataclasses.replace(TINY, dataset=str(folder), out=str(tmp_path / "run"), image_size=size, batch_size=4,
+                                 max_steps=2, stream=size == 96, num_workers=0)
+    trainer = Trainer(config, progress=False)
+    try:
+        assert trainer.model.encoder.local_shape[1:] == (local, local)
+        assert trainer.train_set.image_size == size
+        trainer.run()
+    finally:
+        trainer.close()
+    extractor = load_encoder(tmp_path / "run")
+    assert extractor.image_size == size
+    assert extractor(torch.zeros(2, 3, size, size, dtype=torch.uint8)).shape == (2, 16)

@@ -12,12 +12,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dim.core.data import open_image
 from dim.core.grids import QUERY_BORDER
-from dim.core.images import image_to_uint8
+from dim.core.images import image_to_uint8, open_image
 from retrieval.cli import main
 from retrieval.lock import IndexLock
-from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, write_images
+from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, random_image, write_images
 
 
 def run(*args: str) -> str:
@@ -122,3 +121,30 @@ def test_add_no_wait_exits_with_a_message_while_another_writer_works(built: Path
         result = CliRunner().invoke(main, ["add", str(built), str(image_dir), "--no-wait", "--device", "cpu"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert f"{built} is being written by process" in result.output and "without --no-wait" in result.output
+
+
+def test_a_model_trained_at_96_px_builds_and_queries_an_index(tmp_path: Path) -> None:
+    from dim.cli import main as dim_main
+
+    rng = np.random.default_rng(3)
+    photos = tmp_path / "photos"
+    for i in range(12):  # 200x150 JPEGs, larger than the 96-px input
+        path = photos / ("a" if i % 2 else "b") / f"p{i:02d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        random_image(rng, (200, 150)).save(path, quality=90)
+    run_dir = tmp_path / "run"
+    trained = CliRunner().invoke(dim_main, [
+        "train", str(photos), "--out", str(run_dir), "--image-size", "96", "--stream", "--num-workers", "0",
+        "--batch-size", "4", "--max-steps", "2", "--z-dim", "8", "--critic-hidden", "8", "--no-knn",
+        "--device", "cpu", "--threads", "1",
+    ], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.output
+    index_dir = tmp_path / "index"
+    assert "indexed 12, skipped 0" in run("build", run_dir, photos, "--index", index_dir, "--device", "cpu",
+                                          "--num-workers", "0")
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    assert manifest["model"]["image_size"] == 96 and manifest["feature_dim"] == 8
+    query = photos / "a" / "p01.jpg"
+    result = json.loads(run("query", index_dir, query, "-k", "3", "--json", "--device", "cpu"))
+    top = result["results"][0]
+    assert top["path"] == str(query) and top["score"] > 0.999  # the file finds itself: the same pixels as indexed

@@ -12,10 +12,15 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dim.core.data import open_image
-from dim.core.images import image_to_uint8
+from dim.core.images import image_to_uint8, open_image
 from retrieval.cli import main
-from retrieval.dedup import DEFAULT_THRESHOLD, contact_sheet, find_duplicates, save_contact_sheet, similar_pairs
+from retrieval.dedup import (
+    DEFAULT_THRESHOLD,
+    contact_sheet,
+    find_duplicates,
+    save_contact_sheet,
+    similar_pairs,
+)
 from retrieval.grid import GRID_PADDING
 from retrieval.index import Index
 from tests.retrieval.conftest import PLANTED_DUPLICATES, thumbnail_model

@@ -9,9 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dim.core.data import open_image
 from dim.core.grids import QUERY_BORDER
-from dim.core.images import image_to_uint8
+from dim.core.images import image_to_uint8, open_image
 from retrieval.grid import GRID_PADDING, result_grid, save_result_grid
 from retrieval.index import Index
 from tests.retrieval.conftest import NUM_GOOD_IMAGES, random_image

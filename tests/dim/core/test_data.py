@@ -13,15 +13,17 @@ import dim.core.data
 from dim.core.data import (
     DATASET_NAMES,
     ImageDataset,
-    UnreadableImageError,
+    ImageFiles,
+    collate_files,
+    fits_in_memory,
+    image_files,
     find_images,
     load_dataset,
     load_image_folder,
     make_shapes,
-    open_image,
     resolve_data_dir,
 )
-from dim.core.images import image_to_uint8
+from dim.core.images import UnreadableImageError, image_to_uint8, load_image, open_image
 
 
 @pytest.fixture(autouse=True)
@@ -231,13 +233,13 @@ def test_second_load_uses_the_cache(tmp_path, monkeypatch):
     cache_files = list((tmp_path / "cache").iterdir())
     assert len(cache_files) == 1
 
-    def fail(path):
+    def fail(path, image_size, channels):
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(dim.core.data, "open_image", fail)
+    monkeypatch.setattr(dim.core.data, "load_image", fail)
     second = load_image_folder(tmp_path / "imgs", image_size=8, progress=False)
     assert torch.equal(first.images, second.images) and first.paths == second.paths
-    monkeypatch.setattr(dim.core.data, "open_image", open_image)
+    monkeypatch.setattr(dim.core.data, "load_image", load_image)
 
     cache_files[0].write_bytes(b"corrupt")  # a broken cache is ignored and rebuilt
     third = load_image_folder(tmp_path / "imgs", image_size=8, progress=False)
@@ -259,3 +261,32 @@ def test_image_dataset_checks_its_tensors():
         ImageDataset(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.int64), [], "x", "train")
     with pytest.raises(ValueError, match="labels"):
         ImageDataset(torch.zeros(2, 3, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), [], "x", "train")
+
+
+def test_image_files_list_what_load_dataset_decodes_and_decode_on_read(tmp_path):
+    for i in range(6):
+        write_image(tmp_path / "folder" / ("cats" if i % 2 else "dogs") / f"{i}.png", value=40 * i, size=(12, 9))
+    (tmp_path / "folder" / "dogs" / "bad.jpg").write_bytes(b"not an image")
+    files = image_files(tmp_path / "folder", "train", image_size=8)
+    memory = load_dataset(tmp_path / "folder", "train", image_size=8, progress=False)
+    assert (files.classes, files.image_size, files.channels, files.nbytes) == (["cats", "dogs"], 8, 3, len(files) * 192)
+    readable = [i for i in range(len(files)) if files[i][1] is not None]
+    assert [files.relative_path(i) for i in readable] == memory.paths
+    assert torch.equal(torch.stack([files[i][1] for i in readable]), memory.images)  # the same pixels either way
+    assert torch.equal(files.labels[readable], memory.labels)
+    (bad,) = [i for i in range(len(files)) if files[i][1] is None]
+    assert files.relative_path(bad) == "dogs/bad.jpg" and "not an image" in files[bad][2]
+    indices, images, skipped = collate_files([files[i] for i in range(len(files))])
+    assert images.shape == (len(readable), 3, 8, 8) and indices.tolist() == readable and len(skipped) == 1
+    picked = files.subset([readable[2], readable[0]])
+    assert torch.equal(picked.load(progress=False, cache=False).images, memory.images[[2, 0]])
+
+
+def test_named_datasets_in_memory_have_no_image_files_and_memory_is_judged_against_free_ram(tmp_path):
+    assert image_files("shapes", "train") is None  # generated in memory
+    assert image_files("mnist", "train", tmp_path) is None  # torchvision's files
+    with pytest.raises(ValueError, match="has no split"):
+        image_files("mnist", "valid", tmp_path)
+    assert fits_in_memory(1) and not fits_in_memory(10**15)
+    with pytest.raises(ValueError, match="labels for"):
+        ImageFiles([tmp_path / "a.png"], labels=torch.zeros(2, dtype=torch.int64))

@@ -1,4 +1,4 @@
-"""PIL image -> the model's uint8 grid, and uint8 -> [-1, 1], on hand-made images."""
+"""File -> PIL image (draft JPEG decoding, EXIF) -> the model's uint8 grid (alpha on white), and uint8 -> [-1, 1]."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dim.core.images import image_to_uint8, normalize_images
+from dim.core.images import (
+    BACKGROUND,
+    describe_error,
+    image_to_uint8,
+    load_image,
+    normalize_images,
+    open_image,
+)
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -51,8 +58,75 @@ def test_an_image_at_the_target_size_is_only_converted():
 def test_grey_and_alpha_inputs_become_the_requested_channels():
     grey = Image.new("L", (4, 4), 77)
     assert torch.equal(image_to_uint8(grey, 4, 3), torch.full((3, 4, 4), 77, dtype=torch.uint8))
-    rgba = Image.new("RGBA", (4, 4), (10, 20, 30, 0))  # alpha is dropped, not blended
+    rgba = Image.new("RGBA", (4, 4), (10, 20, 30, 255))  # opaque: the colour itself
     assert image_to_uint8(rgba, 4, 3)[:, 0, 0].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("alpha", [0, 64, 128, 255])
+def test_transparency_is_composited_on_white(alpha):
+    colour = np.array([10, 20, 200])
+    expected = np.round(alpha / 255 * colour + (1 - alpha / 255) * np.array(BACKGROUND))  # a * rgb + (1 - a) * 255
+    rgba = Image.new("RGBA", (4, 4), (*colour.tolist(), alpha))
+    assert np.abs(image_to_uint8(rgba, 4, 3)[:, 2, 2].numpy() - expected).max() <= 1
+    grey = image_to_uint8(Image.new("LA", (4, 4), (40, alpha)), 4, 1)[0, 2, 2].item()
+    assert abs(grey - round(alpha / 255 * 40 + (1 - alpha / 255) * 255)) <= 1
+
+
+def test_a_transparent_palette_entry_and_a_half_transparent_edge_become_white():
+    palette = Image.new("P", (4, 4), 0)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.putpixel((0, 0), 1)
+    palette.info["transparency"] = 0  # index 0 (black) is transparent
+    out = image_to_uint8(palette, 4, 3)
+    assert out[:, 0, 0].tolist() == [255, 0, 0] and out[:, 3, 3].tolist() == list(BACKGROUND)
+    pixels = np.zeros((8, 8, 4), dtype=np.uint8)
+    pixels[:, :4] = (0, 0, 0, 255)  # left half opaque black, right half fully transparent black
+    out = image_to_uint8(Image.fromarray(pixels, "RGBA"), 8, 3)
+    assert out[:, :, :3].max() == 0 and out[:, :, 5:].min() == 255  # never black where nothing was drawn
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((8, 16, 3), dtype=np.uint8)
+    pixels[:, :8] = RED  # stored: 16 wide x 8 high, red left, blue right
+    pixels[:, 8:] = BLUE
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(pixels).save(tmp_path / "turned.jpg", quality=95, exif=exif)
+    image = open_image(tmp_path / "turned.jpg")
+    assert image.size == (8, 16)  # shown 8 wide x 16 high: the left (red) side is now the top
+    shown = np.asarray(image).astype(int)
+    assert shown[2, 4, 0] > 200 and shown[2, 4, 2] < 60 and shown[13, 4, 2] > 200 and shown[13, 4, 0] < 60
+
+
+def smooth_photo(width: int = 500, height: int = 375) -> Image.Image:
+    """A photo-like RGB image: gradients plus blurred noise (JPEG-friendly, no hard edges)."""
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (height // 25, width // 25, 3), dtype=np.uint8))
+    blobs = np.asarray(noise.resize((width, height), Image.Resampling.BICUBIC)).astype(np.float32)
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    return Image.fromarray((0.6 * blobs + 0.4 * ramp).clip(0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("size, drafted", [(32, (125, 94)), (64, (250, 188)), (200, (500, 375))])
+def test_jpegs_decode_at_reduced_scale_close_to_the_exact_pixels(tmp_path, size, drafted):
+    smooth_photo().save(tmp_path / "photo.jpg", quality=90)
+    assert open_image(tmp_path / "photo.jpg", draft_size=size).size == drafted  # 1/4, 1/2, 1/1: both sides >= 2 * size
+    fast = load_image(tmp_path / "photo.jpg", size, 3).float()
+    exact = image_to_uint8(open_image(tmp_path / "photo.jpg"), size, 3).float()
+    assert fast.shape == exact.shape == (3, size, size)
+    assert (fast - exact).abs().mean() < 2.0 and (fast - exact).abs().max() < 40
+
+
+def test_other_formats_decode_exactly_whatever_the_draft_size(tmp_path):
+    smooth_photo(64, 48).save(tmp_path / "photo.png")
+    exact = open_image(tmp_path / "photo.png")
+    assert open_image(tmp_path / "photo.png", draft_size=8).size == (64, 48)
+    assert torch.equal(load_image(tmp_path / "photo.png", 8, 3), image_to_uint8(exact, 8, 3))
+
+
+def test_describe_error_is_one_line():
+    assert describe_error(FileNotFoundError(2, "No such file or directory")) == "cannot read the file (No such file or directory)"
+    assert describe_error(ValueError("bad\n\tvalue")) == "ValueError: bad value"
 
 
 def test_a_smaller_image_is_upscaled():
