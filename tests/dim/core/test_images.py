@@ -155,3 +155,16 @@ def test_normalize_maps_0_and_255_to_the_ends_exactly():
 def test_normalize_refuses_float_images():
     with pytest.raises(ValueError, match="expected uint8 images, got torch.float32"):
         normalize_images(torch.zeros(1, 3, 2, 2))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_large_images_are_reduced_first_close_to_a_direct_resize(mode):
+    photo = smooth_photo(640, 480)  # shorter side 480 >= 2 * 32: box-reduced first, then resized
+    image = photo.convert("RGBA") if mode == "RGBA" else photo.quantize(64) if mode == "P" else photo
+    if mode == "RGBA":
+        image.putalpha(Image.linear_gradient("L").resize(image.size))  # opacity from 0 (top) to 255 (bottom)
+    direct = image.convert("RGBA")  # composited at full size, then resized in one bicubic pass
+    direct = Image.alpha_composite(Image.new("RGBA", direct.size, (*BACKGROUND, 255)), direct).convert("RGB")
+    expected = np.asarray(direct.resize((43, 32), Image.Resampling.BICUBIC).crop((5, 0, 37, 32))).astype(np.float32)
+    out = image_to_uint8(image, 32, 3).permute(1, 2, 0).numpy().astype(np.float32)  # (32, 32, 3)
+    assert out.shape == (32, 32, 3) and np.abs(out - expected).mean() < 1.5
