@@ -229,7 +229,8 @@ class Trainer:
                 self.metrics.log(self.step, **row)
             rows.append({"step": self.step, **row})
             self._save()
-            knn_text = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f} ({'full' if last else 'subset'})"
+            full = last and self.knn_sets is None  # a streamed run evaluates on its subsets to the end
+            knn_text = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f} ({'full' if full else 'subset'})"
             self._print(
                 f"epoch {row['epoch']:g} step {self.step}: loss {row['loss']:.4f}, MI global {row['global_mi']:.3f} "
                 f"local {row['local_mi']:.3f} nats{knn_text}, {row['images_per_s']:.0f} images/s"

@@ -53,7 +53,7 @@ from PIL import Image, ImageOps
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from dim.core.images import DECODE_ERRORS
+from dim.core.images import DECODE_ERRORS, on_background
 from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates
 from retrieval.index import Index, ModelLike, current_write
 from retrieval.store import ImageRecord
@@ -221,7 +221,7 @@ def _thumbnail(index: Index, record: ImageRecord) -> Path:
         return path
     try:
         with Image.open(index.path_of(record.id)) as original:
-            picture = ImageOps.exif_transpose(original).convert("RGB")
+            picture = on_background(ImageOps.exif_transpose(original)).convert("RGB")  # as the model saw it
             picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     except (*DECODE_ERRORS, SyntaxError):
         abort(404, description=f"image {record.id} ({record.path}) can no longer be read")

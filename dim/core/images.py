@@ -93,6 +93,17 @@ def has_transparency(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
 
 
+def on_background(image: Image.Image) -> Image.Image:
+    """``image`` composited onto :data:`BACKGROUND` if it has transparency (then RGB), else ``image`` itself.
+
+    ``out = a * rgb + (1 - a) * 255`` per pixel at opacity ``a`` (Pillow's ``alpha_composite``).
+    """
+    if not has_transparency(image):
+        return image
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba).convert("RGB")
+
+
 def image_to_uint8(image: Image.Image, image_size: int, channels: int) -> Tensor:
     """Convert a PIL image to the model's input grid as uint8.
 
@@ -103,8 +114,8 @@ def image_to_uint8(image: Image.Image, image_size: int, channels: int) -> Tensor
     and memory) and centre-cropped to a square. Images already at the target size
     are only converted. An image with transparency (:func:`has_transparency`) is
     resized as RGBA (Pillow resamples it with premultiplied alpha) and then
-    composited onto :data:`BACKGROUND` (white): ``out = a * rgb + (1 - a) * 255``
-    per pixel at opacity ``a``, before the conversion.
+    composited onto :data:`BACKGROUND` (white, :func:`on_background`) before the
+    conversion.
 
     Returns:
         ``(channels, image_size, image_size)`` uint8 tensor.
@@ -124,8 +135,7 @@ def image_to_uint8(image: Image.Image, image_size: int, channels: int) -> Tensor
         top = (new_size[1] - image_size) // 2
         image = image.crop((left, top, left + image_size, top + image_size))
     if transparent:
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (*BACKGROUND, 255)), image)
-        image = image.convert("L" if channels == 1 else "RGB")
+        image = on_background(image).convert("L" if channels == 1 else "RGB")
     array = np.asarray(image, dtype=np.uint8)
     if array.ndim == 2:
         array = array[:, :, None]

@@ -13,6 +13,7 @@ from dim.core.images import (
     image_to_uint8,
     load_image,
     normalize_images,
+    on_background,
     open_image,
 )
 
@@ -70,6 +71,13 @@ def test_transparency_is_composited_on_white(alpha):
     assert np.abs(image_to_uint8(rgba, 4, 3)[:, 2, 2].numpy() - expected).max() <= 1
     grey = image_to_uint8(Image.new("LA", (4, 4), (40, alpha)), 4, 1)[0, 2, 2].item()
     assert abs(grey - round(alpha / 255 * 40 + (1 - alpha / 255) * 255)) <= 1
+
+
+def test_on_background_leaves_opaque_images_alone_and_flattens_the_rest():
+    opaque = Image.new("RGB", (2, 2), RED)
+    assert on_background(opaque) is opaque
+    flat = on_background(Image.new("LA", (2, 2), (0, 0)))  # fully transparent black
+    assert flat.mode == "RGB" and flat.getpixel((1, 1)) == BACKGROUND
 
 
 def test_a_transparent_palette_entry_and_a_half_transparent_edge_become_white():
