@@ -189,16 +189,16 @@ class Trainer:
         self.test_set: ImageDataset | ImageFiles | None = None
         if self.streaming:
             self.train_set = files
-            if files.is_labelled:
+            if files.is_labelled and config.knn:
                 self.test_set = image_files(config.dataset, "test", config.data_dir, **size)
         else:
             self.train_set = files.load(self.progress) if files is not None else load_dataset(
                 config.dataset, "train", config.data_dir, progress=self.progress, **size)
-            if self.train_set.is_labelled:
+            if self.train_set.is_labelled and config.knn:  # the test split serves the kNN check only
                 self.test_set = load_dataset(config.dataset, "test", config.data_dir, progress=self.progress, **size)
             self.train_images = self.train_set.images.to(self.device)  # (N, C, H, W) uint8, resident
         self.knn_sets: tuple[ImageDataset, ImageDataset] | None = None  # streaming: (memory, queries), decoded
-        if self.streaming and self.test_set is not None and config.knn and self.context.is_main:
+        if self.streaming and self.test_set is not None and self.context.is_main:
             memory = subset_indices(len(self.train_set), config.knn_memory, config.seed)
             queries = subset_indices(len(self.test_set), config.knn_queries, config.seed + 1)
             self.knn_sets = (self.train_set.subset(memory).load(self.progress, cache=False),
