@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.core.data import ImageFiles, collate_files, find_images
+from dim.core.data import ImageFiles, find_images
 from dim.core.device import select_device
 from dim.core.features import FeatureExtractor
 from dim.core.images import DECODE_ERRORS, describe_error, image_to_uint8, open_image
@@ -81,15 +81,15 @@ def forward_throughput(model: FeatureExtractor, batch_size: int, min_seconds: fl
     return runs * batch_size / (time.perf_counter() - start)
 
 
-def embed_throughput(model: FeatureExtractor, paths: list[Path], batch_size: int, num_workers: int) -> float:
-    """Images/s of ``embed_paths`` over ``paths`` (after a one-batch warm-up)."""
-    embed_paths(model, paths[:batch_size], batch_size, 0)
+def embed_throughput(model: FeatureExtractor, files: ImageFiles, batch_size: int, num_workers: int) -> float:
+    """Images/s of ``embed_paths`` over ``files`` (after a one-batch warm-up)."""
+    embed_paths(model, files.subset(range(min(batch_size, len(files)))), batch_size, 0)
     start = time.perf_counter()
-    result = embed_paths(model, paths, batch_size, num_workers)
+    result = embed_paths(model, files, batch_size, num_workers)
     elapsed = time.perf_counter() - start
     if result.skipped:
         print(f"  ({len(result.skipped)} unreadable files skipped)")
-    return len(paths) / elapsed
+    return len(files) / elapsed
 
 
 class ExactFiles(ImageFiles):
@@ -100,22 +100,6 @@ class ExactFiles(ImageFiles):
             return index, image_to_uint8(open_image(self.path(index)), self.image_size, self.channels), None
         except DECODE_ERRORS as error:
             return index, None, describe_error(error)
-
-
-def exact_throughput(model: FeatureExtractor, paths: list[Path], batch_size: int, num_workers: int) -> float:
-    """Images/s of ``embed_paths``'s loop over :class:`ExactFiles` (after a one-batch warm-up)."""
-    def run(chosen: list[Path]) -> None:
-        files = ExactFiles(chosen, model.image_size, model.channels)
-        loader = torch.utils.data.DataLoader(files, batch_size=batch_size, num_workers=num_workers,
-                                             collate_fn=collate_files)
-        with eval_mode(model):
-            for _, images, _ in loader:
-                embed_batch(model, images)
-
-    run(paths[:batch_size])
-    start = time.perf_counter()
-    run(paths)
-    return len(paths) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -159,10 +143,12 @@ def main() -> None:
         for num_workers in workers:
             for name, paths in (("small", small), ("photos", photos)):
                 if paths:
-                    report[name][num_workers] = embed_throughput(model, paths, args.batch_size, num_workers)
+                    files = ImageFiles(paths, model.image_size, model.channels)
+                    report[name][num_workers] = embed_throughput(model, files, args.batch_size, num_workers)
                     print(f"{name:>6}, {num_workers} workers: {report[name][num_workers]:,.0f} images/s")
             if photos:
-                report["photos_exact"][num_workers] = exact_throughput(model, photos, args.batch_size, num_workers)
+                exact = ExactFiles(photos, model.image_size, model.channels)
+                report["photos_exact"][num_workers] = embed_throughput(model, exact, args.batch_size, num_workers)
                 print(f"photos decoded at full size, {num_workers} workers: "
                       f"{report['photos_exact'][num_workers]:,.0f} images/s")
     if args.json:

@@ -201,8 +201,9 @@ class Trainer:
         if self.streaming and self.test_set is not None and self.context.is_main:
             memory = subset_indices(len(self.train_set), config.knn_memory, config.seed)
             queries = subset_indices(len(self.test_set), config.knn_queries, config.seed + 1)
-            self.knn_sets = (self.train_set.subset(memory).load(self.progress, cache=False),
-                             self.test_set.subset(queries).load(self.progress, cache=False))
+            memory_set = self.train_set.subset(memory).load(self.progress, cache=False)
+            memory_set.images = memory_set.images.to(self.device)  # resident, as the training images would be
+            self.knn_sets = (memory_set, self.test_set.subset(queries).load(self.progress, cache=False))
 
     # ------------------------------------------------------------------ training
 
@@ -388,7 +389,7 @@ class Trainer:
             config = self.config
             if self.knn_sets is not None:  # streaming: the decoded subsets, at the end too
                 memory_set, query_set = self.knn_sets
-                memory_images, memory_labels = memory_set.images.to(self.device), memory_set.labels
+                memory_images, memory_labels = memory_set.images, memory_set.labels
                 query_images, query_labels = query_set.images, query_set.labels
             else:
                 memory = subset_indices(len(self.train_set), None if full else config.knn_memory, config.seed)

@@ -67,7 +67,7 @@ def embed_batch(model: FeatureExtractor, images: Tensor) -> np.ndarray:
 
 def embed_paths(
     model: FeatureExtractor,
-    paths: Sequence[Path],
+    paths: Sequence[Path] | ImageFiles,
     batch_size: int = 256,
     num_workers: int | None = None,
     progress: bool = False,
@@ -77,7 +77,9 @@ def embed_paths(
     Args:
         model: the feature extractor; it runs on its own device, in eval mode (its
             previous mode is restored afterwards).
-        paths: the files, in the order the rows should come out.
+        paths: the files, in the order the rows should come out, or an
+            :class:`~dim.core.data.ImageFiles` of them at the model's input size
+            (its own decoding is then used).
         batch_size: images per forward pass.
         num_workers: DataLoader decoding processes; ``None`` picks :func:`default_num_workers`.
         progress: show a tqdm bar in images/s.
@@ -90,8 +92,9 @@ def embed_paths(
     workers = default_num_workers() if num_workers is None else num_workers
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {workers}")
+    files = paths if isinstance(paths, ImageFiles) else ImageFiles(paths, model.image_size, model.channels)
     loader = DataLoader(
-        ImageFiles(paths, model.image_size, model.channels),
+        files,
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_files,

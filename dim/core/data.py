@@ -23,6 +23,7 @@ as embedding and search do, so training and inference see the same pixels.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -64,8 +65,22 @@ _CACHE_VERSION = 2  # 2: JPEGs decoded at reduced scale, EXIF orientation, alpha
 _MEMORY_FRACTION = 0.5  # a folder is decoded into memory when it takes at most this share of the free RAM
 
 
+class _Labelled:
+    """The class-name properties every dataset of this module derives from its ``classes``."""
+
+    classes: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_labelled(self) -> bool:
+        return self.num_classes > 0
+
+
 @dataclass(eq=False)
-class ImageDataset(torch.utils.data.Dataset):
+class ImageDataset(_Labelled, torch.utils.data.Dataset):
     """Decoded images and labels, all in memory.
 
     Attributes:
@@ -96,14 +111,6 @@ class ImageDataset(torch.utils.data.Dataset):
             )
         if self.paths is not None and len(self.paths) != len(self.images):
             raise ValueError(f"{len(self.paths)} paths for {len(self.images)} images")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def is_labelled(self) -> bool:
-        return self.num_classes > 0
 
     @property
     def channels(self) -> int:
@@ -148,7 +155,7 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-class ImageFiles(torch.utils.data.Dataset):
+class ImageFiles(_Labelled, torch.utils.data.Dataset):
     """Image files decoded when read: the streaming counterpart of :class:`ImageDataset`.
 
     Item ``i`` is ``(i, image, None)`` with the uint8 ``(channels, image_size,
@@ -204,14 +211,6 @@ class ImageFiles(torch.utils.data.Dataset):
         return path.relative_to(self.root).as_posix() if self.root is not None else str(path)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def is_labelled(self) -> bool:
-        return self.num_classes > 0
-
-    @property
     def nbytes(self) -> int:
         """The bytes :meth:`load` would hold: ``N * channels * image_size**2``."""
         return len(self) * self.channels * self.image_size**2
@@ -225,8 +224,9 @@ class ImageFiles(torch.utils.data.Dataset):
     def subset(self, indices: Sequence[int] | Tensor) -> ImageFiles:
         """The files at ``indices``, in that order, with their labels."""
         indices = torch.as_tensor(indices, dtype=torch.int64)
-        return ImageFiles([self.path(int(i)) for i in indices], self.image_size, self.channels,
-                          self.labels[indices], self.classes, self.name, self.split, self.root)
+        picked = copy.copy(self)  # the byte array indexed: no name is decoded and encoded again
+        picked._files, picked.labels = self._files[indices.numpy()], self.labels[indices]
+        return picked
 
     def load(self, progress: bool = True, cache: bool = True) -> ImageDataset:
         """Decode every file into an :class:`ImageDataset` in memory, skipping the unreadable ones.

@@ -2,8 +2,8 @@
 
 One path turns a file into the model's input: :func:`open_image` reads and
 decodes it (JPEGs at a reduced scale when the target size allows, EXIF
-orientation applied), :func:`image_to_uint8` composites transparency onto
-:data:`BACKGROUND`, converts to grey or RGB, resizes and centre-crops;
+orientation applied), :func:`image_to_uint8` resizes and centre-crops it,
+composites transparency onto :data:`BACKGROUND` and converts to grey or RGB;
 :func:`load_image` is the two in one.
 """
 
