@@ -21,7 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dim.config import PRESETS, TrainConfig
-from dim.core.device import bf16_is_fast
+from dim.core.device import uses_bf16
 from dim.train import build_model, train
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     flops = training_flops_per_image(config)
     if args.threads:
         torch.set_num_threads(args.threads)
-    bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(torch.device("cpu")))
+    bf16 = uses_bf16(torch.device("cpu"), config.precision, training=True)  # the format the step trains in
     peak = matmul_flops_per_s(dtype=torch.bfloat16 if bf16 else torch.float32)
     start = time.perf_counter()
     result = train(config)

@@ -19,7 +19,7 @@ from dim.augment import AUGMENTATIONS
 from dim.config import LR_SCHEDULES, PRESETS, RESUMABLE, TrainConfig
 from dim.core.device import PRECISIONS
 from dim.models import ARCHS, FEATURES
-from dim.objective import BOUNDS, CRITICS, NEGATIVES, PRIORS, VIEWS
+from dim.objective import BOUNDS, CRITICS, LOCAL_MAPS, NEGATIVES, PRIORS, VIEWS
 from dim.train import train
 
 DATA_DIR_HELP = "Root of the named datasets (default $DIM_DATA_DIR, else ./data)."
@@ -98,6 +98,9 @@ def main() -> None:
 @click.option("--critic-temperature", type=click.FloatRange(min=0),
               help="0: the separable critics score raw dot products; T > 0: cosine similarities divided by T "
                    f"{preset_hint('critic_temperature')}.")
+@click.option("--local-maps", type=click.Choice(LOCAL_MAPS),
+              help="Maps whose positions the local term scores against z: local (C(x), as DIM) or local+conv "
+                   f"(also the last convolutional map's, multi-scale as AMDIM) {preset_hint('local_maps')}.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision, show_default=True,
               help="Number format of training and embedding: auto is bf16 on CUDA; on a CPU with fast bf16 "
                    "(AVX-512 BF16 or AMX) it trains in fp32 and embeds in bf16, as measured best "

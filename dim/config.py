@@ -19,14 +19,14 @@ from dim.objective import VIEWS, check_choice, check_objective
 # The settings a preset fills in when they are not given explicitly; every preset sets each of them.
 PRESET_FIELDS = (
     "bound", "negatives", "critic", "prior", "alpha", "beta", "gamma", "batch_size", "lr", "lr_schedule",
-    "augment", "views", "critic_hidden", "critic_temperature", "arch", "compile",
+    "augment", "views", "critic_hidden", "critic_temperature", "local_maps", "arch", "compile",
 )
 # The setting of Su Jianlin's 2018 derivation of DIM ("深度学习的互信息：无监督提取特征",
 # kexue.fm/archives/6024): JSD, one shuffled negative, concat critics, closed-form KL prior, no augmentation.
 _SU_JIANLIN: dict[str, Any] = {
     "bound": "jsd", "negatives": "shuffle", "critic": "concat", "prior": "kl", "alpha": 0.5, "beta": 1.5,
     "gamma": 0.01, "batch_size": 64, "lr": 1e-3, "lr_schedule": "constant", "augment": "none", "views": 1,
-    "critic_hidden": 256, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
+    "critic_hidden": 256, "critic_temperature": 0.0, "local_maps": "local", "arch": "dcgan", "compile": False,
 }
 # The DIM paper's DIM(L) with infoNCE (Hjelm et al., ICLR 2019, Sec. 4 and App. A): the local term alone
 # (alpha 0, beta 1), every position of every other image as a negative, encoder-and-dot-product
@@ -34,7 +34,8 @@ _SU_JIANLIN: dict[str, Any] = {
 _PAPER: dict[str, Any] = {
     "bound": "infonce", "negatives": "locations", "critic": "separable", "prior": "adversarial", "alpha": 0.0,
     "beta": 1.0, "gamma": 0.1, "batch_size": 64, "lr": 1e-4, "lr_schedule": "constant", "augment": "none",
-    "views": 1, "critic_hidden": 512, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
+    "views": 1, "critic_hidden": 512, "critic_temperature": 0.0, "local_maps": "local", "arch": "dcgan",
+    "compile": False,
 }
 # The recipe that measured best at a 30-minute CPU budget (benchmarks/RESULTS.md): the paper's local
 # infoNCE across locations plus the global term, separable critics of width 256, the KL prior, flip + crop,
@@ -42,7 +43,7 @@ _PAPER: dict[str, Any] = {
 _BEST: dict[str, Any] = {
     "bound": "infonce", "negatives": "locations", "critic": "separable", "prior": "kl", "alpha": 0.5, "beta": 1.5,
     "gamma": 0.01, "batch_size": 128, "lr": 1e-3, "lr_schedule": "cosine", "augment": "flip-crop", "views": 1,
-    "critic_hidden": 256, "critic_temperature": 0.0, "arch": "dcgan", "compile": False,
+    "critic_hidden": 256, "critic_temperature": 0.0, "local_maps": "local", "arch": "dcgan", "compile": False,
 }
 # For one GPU: the best recipe on a ResNet-18 encoder with large batches through torch.compile; the data,
 # the augmentation and bf16 autocast are on the device already (not measured on a GPU yet).
@@ -110,6 +111,9 @@ class TrainConfig:
             as much as the encoder).
         critic_temperature: 0 for the separable critics' raw dot products, else the
             temperature of their cosine scores.
+        local_maps: one of :data:`dim.objective.LOCAL_MAPS`: the maps whose positions the
+            local term scores against the code, ``local`` (C(x), as DIM) or ``local+conv``
+            (also the last convolutional map's, a multi-scale term after AMDIM).
         precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
             the training step and of embedding (``auto``: bf16 on CUDA; on a CPU with
             fast bf16, fp32 for training and bf16 for embedding; see
@@ -151,6 +155,7 @@ class TrainConfig:
     z_dim: int = 64
     critic_hidden: int | None = None
     critic_temperature: float | None = None
+    local_maps: str | None = None
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -170,7 +175,7 @@ class TrainConfig:
         filled = {name: value for name, value in PRESETS[self.preset].items() if getattr(self, name) is None}
         config = dataclasses.replace(self, **filled)
         check_objective(config.bound, config.negatives, config.critic, config.prior,
-                        config.alpha, config.beta, config.gamma, config.critic_temperature)
+                        config.alpha, config.beta, config.gamma, config.critic_temperature, config.local_maps)
         for name, choices in [("arch", ARCHS), ("augment", AUGMENTATIONS), ("lr_schedule", LR_SCHEDULES),
                               ("views", VIEWS), ("precision", PRECISIONS)]:
             check_choice(name, getattr(config, name), choices)

@@ -13,7 +13,8 @@ bound) from the shared MI module (``docs/mi.md``):
   it; the encoder's last convolution already does exactly that, so its output
   is reused: concatenating x and z and compressing again amounts to sharing
   the encoder (``docs/dim.md``).
-* local: every position C_ij of the intermediate map C(x) against z.
+* local: every position C_ij of the intermediate map C(x) against z
+  (``local_maps="local+conv"``: also every position of the last convolutional map).
 
 Negatives ``"locations"`` is the DIM paper's local infoNCE: each position of an
 image is classified against *every position of every other image* in the batch,
@@ -57,6 +58,9 @@ NEGATIVES: tuple[str, ...] = (*MI_NEGATIVES, "locations")  # + the cross-locatio
 CRITICS: tuple[str, ...] = tuple(MI_CRITICS)
 PRIORS: tuple[str, ...] = ("kl", "adversarial", "none")
 VIEWS: tuple[int, ...] = (1, 2)
+# The maps whose positions the local term scores against the code: the intermediate map C(x) alone (DIM), or
+# also the last convolutional map's positions (a multi-scale local term, after AMDIM's 1->5 / 1->7 pairs).
+LOCAL_MAPS: tuple[str, ...] = ("local", "local+conv")
 
 Gather = Callable[[Tensor], Tensor]
 
@@ -150,6 +154,7 @@ def check_objective(
     beta: float,
     gamma: float,
     critic_temperature: float = 0.0,
+    local_maps: str = "local",
 ) -> None:
     """Check the settings of the DIM objective, alone and together (``ValueError`` if wrong)."""
     for name, value, choices in [
@@ -157,6 +162,7 @@ def check_objective(
         ("negatives", negatives, NEGATIVES),
         ("critic", critic, CRITICS),
         ("prior", prior, PRIORS),
+        ("local_maps", local_maps, LOCAL_MAPS),
     ]:
         check_choice(name, value, choices)
     if negatives == "locations" and bound != "infonce":
@@ -175,7 +181,7 @@ def check_objective(
 
 
 def _mean_bound(terms: list[BoundOutput]) -> BoundOutput | None:
-    """The average loss and MI estimate of one term over the view pairings (``None`` for no terms)."""
+    """The average loss and MI estimate of one term over its view pairings and maps (``None`` for no terms)."""
     if len(terms) <= 1:
         return terms[0] if terms else None
     return BoundOutput(*(torch.stack(values).mean() for values in zip(*terms)))
@@ -203,6 +209,11 @@ class DeepInfoMax(nn.Module):
         critic_hidden: hidden width of the critics.
         critic_temperature: 0 for the separable critics' raw dot products, else the
             temperature of their cosine scores (see :class:`dim.mi.GlobalSeparableCritic`).
+        local_maps: one of :data:`LOCAL_MAPS`: ``local`` scores the positions of
+            ``encoding.local`` (``(B, C_l, h, w)``) against z; ``local+conv`` also
+            those of ``encoding.conv`` (``(B, C_c, h', w')``), with a critic of its own,
+            and the local term is the mean of the two terms (losses and MI estimates;
+            each map's estimate is capped by its own number of positions).
         gather: for DDP, a function that all-gathers a per-rank tensor along the
             batch (see :func:`dim.mi.gather.all_gather_with_local_grad`); negatives
             are then drawn from the whole global batch.
@@ -221,9 +232,10 @@ class DeepInfoMax(nn.Module):
         critic_hidden: int = 256,
         gather: Gather | None = None,
         critic_temperature: float = 0.0,
+        local_maps: str = "local",
     ) -> None:
         super().__init__()
-        check_objective(bound, negatives, critic, prior, alpha, beta, gamma, critic_temperature)
+        check_objective(bound, negatives, critic, prior, alpha, beta, gamma, critic_temperature, local_maps)
         if (prior == "kl") != encoder.stochastic:
             raise ValueError("prior 'kl' needs a stochastic encoder, the other priors a deterministic one")
         self.encoder = encoder
@@ -234,16 +246,21 @@ class DeepInfoMax(nn.Module):
         options = {"temperature": critic_temperature} if critic_temperature > 0 else {}
         self.global_mi: nn.Module | None = None
         self.local_mi: nn.Module | None = None
+        self.conv_local_mi: nn.Module | None = None  # the positions of the last conv map, for local+conv
+
+        def local_estimator(channels: int) -> nn.Module:
+            local_critic = make_critic(critic, "local", channels, encoder.z_dim, critic_hidden, **options)
+            if negatives == "locations":
+                return CrossLocationInfoNCE(local_critic)
+            return MIEstimator(local_critic, sampler, make_bound(bound))
+
         if alpha > 0:
             global_critic = make_critic(critic, "global", encoder.conv_dim, encoder.z_dim, critic_hidden, **options)
             self.global_mi = MIEstimator(global_critic, sampler, make_bound(bound))
         if beta > 0:
-            local_critic = make_critic(critic, "local", encoder.local_shape[0], encoder.z_dim, critic_hidden, **options)
-            self.local_mi = (
-                CrossLocationInfoNCE(local_critic)
-                if negatives == "locations"
-                else MIEstimator(local_critic, sampler, make_bound(bound))
-            )
+            self.local_mi = local_estimator(encoder.local_shape[0])
+            if local_maps == "local+conv":
+                self.conv_local_mi = local_estimator(encoder.conv_shape[0])
 
     def forward(self, images: Tensor, views: int = 1) -> DIMOutput:
         """Images -> the objective's terms for this batch.
@@ -271,6 +288,8 @@ class DeepInfoMax(nn.Module):
                 global_terms.append(self.global_mi(gather(encoding.conv[features].flatten(1).float()), all_z))
             if self.local_mi is not None:  # (B_g, C_l, h, w) vs z
                 local_terms.append(self.local_mi(gather(encoding.local[features].float()), all_z))
+            if self.conv_local_mi is not None:  # (B_g, C_c, h', w') vs z
+                local_terms.append(self.conv_local_mi(gather(encoding.conv[features].float()), all_z))
         prior = gaussian_kl(encoding.mean, encoding.log_var) if self.prior_kind == "kl" else z.new_zeros(())
         return DIMOutput(encoding, _mean_bound(global_terms), _mean_bound(local_terms), prior)
 

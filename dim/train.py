@@ -78,7 +78,7 @@ def build_model(config: TrainConfig, channels: int, image_size: int, gather: Gat
     encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
     return DeepInfoMax(
         encoder, config.bound, config.negatives, config.critic, config.prior, config.alpha, config.beta,
-        config.gamma, config.critic_hidden, gather, config.critic_temperature,
+        config.gamma, config.critic_hidden, gather, config.critic_temperature, config.local_maps,
     )
 
 

@@ -63,6 +63,18 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
+def uses_bf16(device: torch.device, precision: str = "auto", training: bool = True) -> bool:
+    """Whether a training (or embedding) step on ``device`` runs in bf16 under ``precision`` (see :func:`autocast`).
+
+    Raises:
+        ValueError: for an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    automatic = bf16_is_fast(device) and (device.type == "cuda" or not training)
+    return precision == "bf16" or (precision == "auto" and automatic)
+
+
 def autocast(device: torch.device, precision: str = "auto", training: bool = True) -> torch.autocast:
     """The autocast context of a training or embedding step: bf16 for ``bf16``, fp32 for ``fp32``.
 
@@ -80,8 +92,4 @@ def autocast(device: torch.device, precision: str = "auto", training: bool = Tru
     Raises:
         ValueError: for an unknown precision.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    automatic = bf16_is_fast(device) and (device.type == "cuda" or not training)
-    enabled = precision == "bf16" or (precision == "auto" and automatic)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, precision, training))

@@ -155,6 +155,25 @@ def test_two_views_score_each_views_features_against_the_other_views_code():
         model(views, views=3)
 
 
+def test_multi_scale_local_term_averages_the_terms_of_both_maps():
+    torch.manual_seed(0)
+    model = DeepInfoMax(Encoder(stochastic=False), "infonce", "locations", "separable", "none", critic_hidden=16,
+                        local_maps="local+conv").eval()
+    images = torch.randn(5, 3, 32, 32)
+    output = model(images)
+    encoding = model.encoder(images)
+    local = model.local_mi(encoding.local, encoding.z)  # 8x8 positions of C(x)
+    conv = model.conv_local_mi(encoding.conv, encoding.z)  # 4x4 positions of the last conv map, own critic
+    assert model.conv_local_mi.critic is not model.local_mi.critic
+    assert torch.allclose(output.local_term.loss, (local.loss + conv.loss) / 2, atol=1e-5)
+    assert torch.allclose(output.local_term.mi, (local.mi + conv.mi) / 2, atol=1e-5)
+    model.loss(output).backward()
+    assert model.conv_local_mi.critic.x_projection.shortcut.weight.grad is not None
+    assert DeepInfoMax(Encoder(stochastic=False), "infonce", "locations", "separable", "none").conv_local_mi is None
+    with pytest.raises(ValueError, match="local_maps.*local\\+conv"):
+        DeepInfoMax(Encoder(), local_maps="conv")
+
+
 def test_objective_rejects_inconsistent_choices():
     with pytest.raises(ValueError, match="infonce"):
         DeepInfoMax(Encoder(), bound="jsd", negatives="locations")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dim.core.device import adam, autocast, bf16_is_fast, seed_everything, select_device
+from dim.core.device import adam, autocast, bf16_is_fast, seed_everything, select_device, uses_bf16
 
 
 @pytest.fixture
@@ -79,6 +79,7 @@ def test_autocast_follows_the_precision(monkeypatch):
             assert (a @ b).dtype == torch.float32
         with autocast(cpu, "auto", training=False):
             assert (a @ b).dtype == (torch.bfloat16 if fast else torch.float32)
+        assert uses_bf16(cpu, "auto") is False and uses_bf16(cpu, "auto", training=False) is fast
     assert autocast(torch.device("cuda"), "auto").fast_dtype == torch.bfloat16  # CUDA: the context's dtype
     with pytest.raises(ValueError, match="unknown precision 'fp8'; choose one of auto, fp32, bf16"):
         autocast(cpu, "fp8")
