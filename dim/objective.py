@@ -176,6 +176,8 @@ def check_objective(
             f"critic_temperature must be 0 (raw scores) or, with the separable critic, positive; got "
             f"{critic_temperature} with critic {critic!r}"
         )
+    if local_maps != "local" and beta == 0:
+        raise ValueError(f"local_maps {local_maps!r} adds maps to the local term, which beta=0 turns off; set beta > 0")
     if min(alpha, beta, gamma) < 0 or alpha + beta == 0:
         raise ValueError(f"weights must be >= 0 with alpha + beta > 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
 

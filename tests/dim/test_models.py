@@ -172,6 +172,8 @@ def test_multi_scale_local_term_averages_the_terms_of_both_maps():
     assert DeepInfoMax(Encoder(stochastic=False), "infonce", "locations", "separable", "none").conv_local_mi is None
     with pytest.raises(ValueError, match="local_maps.*local\\+conv"):
         DeepInfoMax(Encoder(), local_maps="conv")
+    with pytest.raises(ValueError, match="beta=0 turns off; set beta > 0"):
+        DeepInfoMax(Encoder(), alpha=1.0, beta=0.0, local_maps="local+conv")  # a setting with no effect is refused
 
 
 def test_objective_rejects_inconsistent_choices():
