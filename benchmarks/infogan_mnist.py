@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dim.core.checkpoint import atomic_write, load_checkpoint
+from dim.core.atomic import atomic_write
+from dim.core.checkpoint import load_checkpoint
 from dim.core.data import load_dataset
 from dim.core.runs import default_run_dir
 from infogan import TrainConfig, Trainer, make_trainer

@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 
 from dim.config import TrainConfig as DIMConfig
-from dim.core.checkpoint import atomic_write, load_checkpoint
+from dim.core.atomic import atomic_write
+from dim.core.checkpoint import load_checkpoint
 from dim.core.data import load_dataset
 from dim.core.probes import evaluate, knn_classify
 from dim.core.registry import load_feature_extractor

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 
 from dim.config import TrainConfig
-from dim.core.checkpoint import atomic_write
+from dim.core.atomic import atomic_write
 from dim.core.data import ImageDataset, find_images, load_dataset
 from dim.core.probes import (
     extract_features,

@@ -41,7 +41,8 @@ from tqdm import tqdm
 from dim.augment import augment
 from dim.checkpoint import CHECKPOINT_KIND
 from dim.config import RESUMABLE, TrainConfig
-from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.atomic import atomic_save
+from dim.core.checkpoint import make_checkpoint
 from dim.core.data import (
     ImageDataset,
     ImageFiles,

@@ -46,7 +46,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.core.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from dim.core.atomic import atomic_save
+from dim.core.checkpoint import load_checkpoint, make_checkpoint
 from dim.core.device import adam, seed_everything, select_device
 from dim.core.images import normalize_images
 from dim.core.metrics import MetricsLog, MetricWindow

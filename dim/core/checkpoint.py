@@ -22,8 +22,7 @@ never run code.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +30,6 @@ import torch
 
 CHECKPOINT_FORMAT = 2
 CHECKPOINT_KEYS = ("kind", "format", "config", "step", "modules", "optimizers", "rng", "state")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(temporary_path)`` in ``path``'s folder, then rename the result into place.
-
-    A crash mid-write leaves the previous file intact instead of a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` through :func:`atomic_write`."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from dim.core.checkpoint import atomic_save
+from dim.core.atomic import atomic_save
 from dim.core.images import DECODE_ERRORS, describe_error, load_image
 
 logger = logging.getLogger(__name__)

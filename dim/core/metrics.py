@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dim.core.checkpoint import atomic_write
+from dim.core.atomic import atomic_write
 
 # Columns that curves.png draws: the losses, the MI estimates and other dependence terms (as the trainers name them).
 CURVE_WORDS = ("loss", "mi", "prior", "knn", "corr")

@@ -33,6 +33,10 @@ try:
 except ImportError:  # e.g. a GPU machine without faiss-cpu: nearest_neighbours searches with torch
     faiss = None
 
+# The kNN protocol (Wu et al., CVPR 2018): the k most cosine-similar memory images vote with weight exp(cos / T).
+KNN_K = 200
+KNN_TEMPERATURE = 0.1
+
 
 @torch.inference_mode()
 def extract_features(network: nn.Module, images: Tensor, batch_size: int = 512) -> Tensor:
@@ -115,8 +119,8 @@ def knn_classify(
     queries: Tensor,
     query_labels: Tensor,
     num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
 ) -> KNNResult:
     """Weighted kNN top-1 accuracy (Wu et al., CVPR 2018).
 
@@ -214,8 +218,8 @@ def evaluate(
     test_images: Tensor,
     test_labels: Tensor,
     num_classes: int,
-    k: int = 200,
-    temperature: float = 0.1,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
     linear: bool = False,
     grid_path: str | os.PathLike | None = None,
     batch_size: int = 512,

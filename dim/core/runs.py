@@ -156,3 +156,29 @@ class TrainResult:
     def steps_per_s(self) -> float:
         """Optimiser steps per second of this call."""
         return self.steps / max(self.seconds, 1e-9)
+
+
+@dataclass
+class TrainedRun:
+    """A trained run loaded back by a product's ``checkpoint.load_run`` (the same type for every product).
+
+    Attributes:
+        model: the product's whole model (``build_model``'s module), weights loaded, in eval mode.
+        config: the run's settings (the product's resolved ``TrainConfig``).
+        step: optimiser steps it was trained for.
+        classes: the training set's class names (``[]`` when unlabelled).
+        path: the checkpoint file.
+        kind: the checkpoint kind (one of the product's ``KINDS``).
+    """
+
+    model: torch.nn.Module
+    config: Any
+    step: int
+    classes: list[str]
+    path: Path
+    kind: str
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory: the folder of :attr:`path`."""
+        return self.path.parent

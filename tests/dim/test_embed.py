@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dim.core import registry
-from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.atomic import atomic_save
+from dim.core.checkpoint import make_checkpoint
 from dim.core.features import FeatureExtractor
 from dim.embed import embed
 

@@ -9,7 +9,8 @@ import torch
 
 import dim
 from dim.config import TrainConfig
-from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.atomic import atomic_save
+from dim.core.checkpoint import make_checkpoint
 from dim.mi import LocalSeparableCritic
 from dim.models import Encoder, FeatureHead, downsampling_stages
 from dim.objective import CrossLocationInfoNCE, DeepInfoMax

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from dim.core.checkpoint import atomic_save, make_checkpoint
+from dim.core.atomic import atomic_save
+from dim.core.checkpoint import make_checkpoint
 from dim.core.runs import TrainResult, open_run, restore_rng, rng_state
 
 
