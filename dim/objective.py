@@ -6,7 +6,8 @@ estimation and maximization*, ICLR 2019, eq. 8:
     min  -alpha * I_global(x, z)  -  beta * mean_ij I_local(C_ij(x), z)  +  gamma * prior(z).
 
 Each MI term is an :class:`dim.mi.MIEstimator` (critic + negative sampler +
-bound) from the shared MI module (``docs/mi.md``):
+bound) from the shared MI module (``docs/mi.md``), handed to
+:class:`DeepInfoMax` as an object:
 
 * global: the flattened last convolutional map against the code z. DIM's
   global discriminator encodes C(x) with a further convolution and flattens
@@ -16,23 +17,19 @@ bound) from the shared MI module (``docs/mi.md``):
 * local: every position C_ij of the intermediate map C(x) against z
   (``local_maps="local+conv"``: also every position of the last convolutional map).
 
-Negatives ``"locations"`` is the DIM paper's local infoNCE: each position of an
-image is classified against *every position of every other image* in the batch,
-``(B - 1) * H * W`` negatives per positive. The log-sum-exp over those
-negatives is the same for all positions of a row, so it is computed once per
-row (:class:`CrossLocationInfoNCE`), not once per position.
-
-The valid values of each choice (:data:`BOUNDS`, :data:`NEGATIVES`,
-:data:`CRITICS`, :data:`PRIORS`, :data:`VIEWS`) are defined here, from the MI
-module's registries where it has one, and checked by :func:`check_objective`,
-which both :meth:`dim.config.TrainConfig.resolved` and :class:`DeepInfoMax` call.
+:func:`build_objective` maps a configuration's names to those parts, with
+the MI module's registries and builders (:func:`dim.mi.make_critic`,
+:func:`dim.mi.make_negatives`, :func:`dim.mi.make_bound`). The valid values
+of each choice (:data:`BOUNDS`, :data:`NEGATIVES`, :data:`CRITICS`,
+:data:`PRIORS`, :data:`LOCAL_MAPS`, :data:`VIEWS`) are defined here, from the
+MI module's registries where it has one, and checked together by
+:func:`check_objective`, which :meth:`dim.config.TrainConfig.resolved` calls.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +39,6 @@ from dim.mi import BOUNDS as MI_BOUNDS
 from dim.mi import CRITICS as MI_CRITICS
 from dim.mi import NEGATIVES as MI_NEGATIVES
 from dim.mi import (
-    AllPairsNegatives,
     BoundOutput,
     MIEstimator,
     gaussian_kl,
@@ -50,11 +46,14 @@ from dim.mi import (
     make_critic,
     make_negatives,
 )
-from dim.models import Encoder, Encoding
+
+if TYPE_CHECKING:  # dim.models builds the model with build_objective, so it is not imported at run time
+    from dim.config import TrainConfig
+    from dim.models import Encoder, Encoding
 
 # The valid values of DIM's choices: the MI module's registries, plus DIM's own.
 BOUNDS: tuple[str, ...] = tuple(MI_BOUNDS)
-NEGATIVES: tuple[str, ...] = (*MI_NEGATIVES, "locations")  # + the cross-location infoNCE below
+NEGATIVES: tuple[str, ...] = tuple(MI_NEGATIVES)
 CRITICS: tuple[str, ...] = tuple(MI_CRITICS)
 PRIORS: tuple[str, ...] = ("kl", "adversarial", "none")
 VIEWS: tuple[int, ...] = (1, 2)
@@ -63,39 +62,6 @@ VIEWS: tuple[int, ...] = (1, 2)
 LOCAL_MAPS: tuple[str, ...] = ("local", "local+conv")
 
 Gather = Callable[[Tensor], Tensor]
-
-
-class CrossLocationInfoNCE(nn.Module):
-    """Local infoNCE with every position of every other image as a negative (the DIM paper).
-
-    With ``s[i, j, l] = T(C_l(x_j), z_i)`` from the critic's all-pairs scores,
-    the positive of row i at position l is ``s[i, i, l]`` and its negatives are
-    all ``s[i, j, l']`` with ``j != i``, shared by the whole row:
-
-        N_i  = logsumexp_{j != i, l'} s[i, j, l']                      (once per row)
-        mi   = mean_{i,l} [ s[i,i,l] - logaddexp(s[i,i,l], N_i) ] + log(1 + (B - 1) L)
-        loss = -mi
-
-    Args:
-        critic: a local critic (``critic(x, z) -> (B, B, L)``); a separable one
-            makes the ``B * B * L`` scores a single matrix product.
-    """
-
-    def __init__(self, critic: nn.Module) -> None:
-        super().__init__()
-        self.critic = critic
-
-    def forward(self, x: Tensor, z: Tensor) -> BoundOutput:
-        scores = self.critic(x, z).float()  # (B, B, L)
-        batch, _, locations = scores.shape
-        if batch < 2:
-            raise ValueError(f"negative sampling needs a batch of at least 2 samples, got {batch}")
-        positive = scores.diagonal(dim1=0, dim2=1).t()  # (B, L)
-        own = torch.eye(batch, dtype=torch.bool, device=scores.device)[:, :, None]  # (B, B, 1)
-        negative = torch.logsumexp(scores.masked_fill(own, float("-inf")).flatten(1), dim=1)  # (B,)
-        log_ratio = positive - torch.logaddexp(positive, negative[:, None])  # (B, L)
-        mi = log_ratio.mean() + math.log(1 + (batch - 1) * locations)
-        return BoundOutput(loss=-mi, mi=mi.detach())
 
 
 class AdversarialPrior(nn.Module):
@@ -156,7 +122,12 @@ def check_objective(
     critic_temperature: float = 0.0,
     local_maps: str = "local",
 ) -> None:
-    """Check the settings of the DIM objective, alone and together (``ValueError`` if wrong)."""
+    """Check the settings of the DIM objective, alone and together (``ValueError`` if wrong).
+
+    Every negatives choice works with every bound (see :class:`dim.mi.CrossLocationNegatives`
+    for what ``locations`` means to each), except infoNCE with one shuffled negative,
+    which is refused: its estimate is capped at log 2.
+    """
     for name, value, choices in [
         ("bound", bound, BOUNDS),
         ("negatives", negatives, NEGATIVES),
@@ -165,8 +136,6 @@ def check_objective(
         ("local_maps", local_maps, LOCAL_MAPS),
     ]:
         check_choice(name, value, choices)
-    if negatives == "locations" and bound != "infonce":
-        raise ValueError("negatives 'locations' is the cross-location infoNCE; use it with --bound infonce")
     if bound == "infonce" and negatives == "shuffle":
         raise ValueError(
             "infoNCE with one shuffled negative is capped at log 2; use --negatives all or locations with it"
@@ -192,77 +161,78 @@ def _mean_bound(terms: list[BoundOutput]) -> BoundOutput | None:
 class DeepInfoMax(nn.Module):
     """Encoder plus the MI terms of the DIM objective, one module for DDP to wrap.
 
+    The terms come in as objects (build them from a configuration with
+    :func:`build_objective`); each is any module with
+    ``term(x, z) -> BoundOutput``, usually a :class:`dim.mi.MIEstimator`.
+
+    Example:
+        >>> from dim.mi import CrossLocationNegatives, InfoNCEBound, MIEstimator, make_critic
+        >>> encoder = Encoder(z_dim=64, stochastic=False)
+        >>> local_mi = MIEstimator(make_critic("separable", "local", encoder.local_shape[0], 64),
+        ...                        CrossLocationNegatives(), InfoNCEBound())
+        >>> model = DeepInfoMax(encoder, None, local_mi, prior="none", alpha=0.0, beta=1.0, gamma=0.0)
+        >>> loss = model.loss(model(images))  # images (B, 3, 32, 32)
+
     Args:
         encoder: the :class:`dim.models.Encoder` being trained.
-        bound: the MI bound of both terms, one of :data:`BOUNDS` (see :data:`dim.mi.BOUNDS`).
-        negatives: ``shuffle`` (one shuffled negative per positive, as in Su
-            Jianlin's 2018 derivation, kexue.fm/archives/6024), ``all`` (all in-batch pairs, per position for
-            the local term) or ``locations`` (``all`` for the global term; for the
-            local term the cross-location infoNCE above, bound ``infonce`` only).
-        critic: the critic form of both terms (see :data:`dim.mi.CRITICS`):
-            ``concat`` (MLP / 1x1 convolutions over ``[x, z]``) or ``separable``
-            (dot product of projections).
-        prior: ``kl`` (closed-form KL of the Gaussian code to N(0, I)),
-            ``adversarial`` (see :class:`AdversarialPrior`, which the trainer
-            holds next to this module) or ``none``.
+        global_mi: the global term, scoring the flattened last convolutional map
+            ``encoding.conv`` ``(B, C_c*h'*w')`` against z ``(B, z_dim)``; ``None``
+            exactly when ``alpha`` is 0.
+        local_mi: the local term, scoring the positions of ``encoding.local``
+            ``(B, C_l, h, w)`` against z; ``None`` exactly when ``beta`` is 0.
+        prior: one of :data:`PRIORS`: ``kl`` (closed-form KL of the Gaussian code to
+            N(0, I), :func:`dim.mi.gaussian_kl`; needs a stochastic encoder),
+            ``adversarial`` (see :class:`AdversarialPrior`, which the trainer holds
+            next to this module) or ``none``; the last two need a deterministic encoder.
         alpha: weight of the global MI term.
         beta: weight of the local MI term.
         gamma: weight of the prior term.
-        critic_hidden: hidden width of the critics.
-        critic_temperature: 0 for the separable critics' raw dot products, else the
-            temperature of their cosine scores (see :class:`dim.mi.GlobalSeparableCritic`).
-        local_maps: one of :data:`LOCAL_MAPS`: ``local`` scores the positions of
-            ``encoding.local`` (``(B, C_l, h, w)``) against z; ``local+conv`` also
-            those of ``encoding.conv`` (``(B, C_c, h', w')``), with a critic of its own,
-            and the local term is the mean of the two terms (losses and MI estimates;
-            each map's estimate is capped by its own number of positions).
         gather: for DDP, a function that all-gathers a per-rank tensor along the
             batch (see :func:`dim.mi.gather.all_gather_with_local_grad`); negatives
             are then drawn from the whole global batch.
+        conv_local_mi: a second local term over the positions of ``encoding.conv``
+            ``(B, C_c, h', w')`` (``local_maps="local+conv"``), with a critic of its
+            own; the local term is then the mean of the two terms (losses and MI
+            estimates; each map's estimate is capped by its own number of positions).
+            Needs ``local_mi``.
     """
 
     def __init__(
         self,
         encoder: Encoder,
-        bound: str = "jsd",
-        negatives: str = "shuffle",
-        critic: str = "concat",
-        prior: str = "kl",
-        alpha: float = 0.5,
-        beta: float = 1.5,
-        gamma: float = 0.01,
-        critic_hidden: int = 256,
+        global_mi: nn.Module | None,
+        local_mi: nn.Module | None,
+        prior: str,
+        alpha: float,
+        beta: float,
+        gamma: float,
         gather: Gather | None = None,
-        critic_temperature: float = 0.0,
-        local_maps: str = "local",
+        conv_local_mi: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        check_objective(bound, negatives, critic, prior, alpha, beta, gamma, critic_temperature, local_maps)
+        check_choice("prior", prior, PRIORS)
         if (prior == "kl") != encoder.stochastic:
             raise ValueError("prior 'kl' needs a stochastic encoder, the other priors a deterministic one")
+        if min(alpha, beta, gamma) < 0:
+            raise ValueError(f"weights must be >= 0, got alpha={alpha}, beta={beta}, gamma={gamma}")
+        for name, term, weight_name, weight in [("global_mi", global_mi, "alpha", alpha),
+                                                ("local_mi", local_mi, "beta", beta)]:
+            if term is None and weight > 0:
+                raise ValueError(f"{weight_name}={weight} weights the term {name}, which is None: "
+                                 f"pass {name} or set {weight_name}=0")
+            if term is not None and weight == 0:
+                raise ValueError(f"{weight_name}=0 leaves {name} out of the loss: pass {name}=None or {weight_name} > 0")
+        if global_mi is None and local_mi is None:
+            raise ValueError("an objective needs an MI term: pass global_mi with alpha > 0 or local_mi with beta > 0")
+        if conv_local_mi is not None and local_mi is None:
+            raise ValueError("conv_local_mi joins the local term, which is off: pass local_mi with beta > 0")
         self.encoder = encoder
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.prior_kind = prior
         self.gather = gather
-        sampler = AllPairsNegatives() if negatives == "locations" else make_negatives(negatives)
-        options = {"temperature": critic_temperature} if critic_temperature > 0 else {}
-        self.global_mi: nn.Module | None = None
-        self.local_mi: nn.Module | None = None
-        self.conv_local_mi: nn.Module | None = None  # the positions of the last conv map, for local+conv
-
-        def local_estimator(channels: int) -> nn.Module:
-            local_critic = make_critic(critic, "local", channels, encoder.z_dim, critic_hidden, **options)
-            if negatives == "locations":
-                return CrossLocationInfoNCE(local_critic)
-            return MIEstimator(local_critic, sampler, make_bound(bound))
-
-        if alpha > 0:
-            global_critic = make_critic(critic, "global", encoder.conv_dim, encoder.z_dim, critic_hidden, **options)
-            self.global_mi = MIEstimator(global_critic, sampler, make_bound(bound))
-        if beta > 0:
-            self.local_mi = local_estimator(encoder.local_shape[0])
-            if local_maps == "local+conv":
-                self.conv_local_mi = local_estimator(encoder.conv_shape[0])
+        self.global_mi = global_mi
+        self.local_mi = local_mi
+        self.conv_local_mi = conv_local_mi
 
     def forward(self, images: Tensor, views: int = 1) -> DIMOutput:
         """Images -> the objective's terms for this batch.
@@ -303,3 +273,37 @@ class DeepInfoMax(nn.Module):
         if output.local_term is not None:
             total = total + self.beta * output.local_term.loss
         return total
+
+
+def build_objective(encoder: Encoder, config: TrainConfig, gather: Gather | None = None) -> DeepInfoMax:
+    """The DIM objective a resolved configuration describes, around ``encoder``.
+
+    Each MI term is a :class:`dim.mi.MIEstimator` of the critic form
+    ``config.critic`` (width ``config.critic_hidden``; cosine scores at
+    ``config.critic_temperature`` when it is positive), the negatives
+    ``config.negatives`` and the bound ``config.bound``: the global term if
+    ``config.alpha > 0``, the local term if ``config.beta > 0``, and with
+    ``config.local_maps == "local+conv"`` a second local term over the last
+    convolutional map's positions.
+
+    Args:
+        encoder: the encoder the terms score the features and code of; its
+            ``stochastic`` must match ``config.prior`` (``kl``: stochastic).
+        config: a :class:`dim.config.TrainConfig` after
+            :meth:`~dim.config.TrainConfig.resolved` (its objective settings are
+            checked there).
+        gather: see :class:`DeepInfoMax`.
+    """
+    options = {"temperature": config.critic_temperature} if config.critic_temperature > 0 else {}
+
+    def estimator(scope: str, x_dim: int) -> MIEstimator:
+        critic = make_critic(config.critic, scope, x_dim, encoder.z_dim, config.critic_hidden, **options)
+        return MIEstimator(critic, make_negatives(config.negatives), make_bound(config.bound))
+
+    global_mi = estimator("global", encoder.conv_dim) if config.alpha > 0 else None
+    local_mi = estimator("local", encoder.local_shape[0]) if config.beta > 0 else None
+    conv_local_mi = None
+    if local_mi is not None and config.local_maps == "local+conv":
+        conv_local_mi = estimator("local", encoder.conv_shape[0])
+    return DeepInfoMax(encoder, global_mi, local_mi, config.prior, config.alpha, config.beta, config.gamma,
+                       gather=gather, conv_local_mi=conv_local_mi)

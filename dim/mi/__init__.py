@@ -8,7 +8,8 @@ docstring for the math), each with a registry of short names and a builder:
   local ``(B, B, H*W)``;
 * negative samplers (:mod:`dim.mi.negatives`, :data:`NEGATIVES`,
   :func:`make_negatives`) choose which pairs to score and return
-  ``(positive (B, *L), negative (B, K, *L))``;
+  ``(positive (B, *L), negative (B, K, *L))``, a location dimension of
+  ``negative`` being 1 where all locations share its negatives;
 * bounds (:mod:`dim.mi.bounds`, :data:`BOUNDS`, :func:`make_bound`) turn those
   scores into a loss and an MI estimate in nats.
 
@@ -44,11 +45,20 @@ from dim.mi.critics import (
     make_critic,
 )
 from dim.mi.estimator import MIEstimator
-from dim.mi.negatives import AllPairsNegatives, ShuffleNegatives, random_derangement
+from dim.mi.negatives import (
+    AllPairsNegatives,
+    CrossLocationNegatives,
+    ShuffleNegatives,
+    random_derangement,
+)
 from dim.mi.prior import gaussian_kl, reparameterize
 from dim.mi.variational import CategoricalQBound, GaussianQBound
 
-NEGATIVES: dict[str, type[nn.Module]] = {"shuffle": ShuffleNegatives, "all": AllPairsNegatives}
+NEGATIVES: dict[str, type[nn.Module]] = {
+    "shuffle": ShuffleNegatives,
+    "all": AllPairsNegatives,
+    "locations": CrossLocationNegatives,
+}
 
 
 def make_negatives(name: str) -> nn.Module:
@@ -66,6 +76,7 @@ __all__ = [
     "AllPairsNegatives",
     "BoundOutput",
     "CategoricalQBound",
+    "CrossLocationNegatives",
     "DonskerVaradhanBound",
     "GaussianQBound",
     "GlobalConcatCritic",

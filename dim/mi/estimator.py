@@ -10,6 +10,10 @@ from dim.mi.bounds import BoundOutput
 class MIEstimator(nn.Module):
     """Estimate I(x; z) on a batch as ``bound(*negatives(critic, x, z))``.
 
+    The bound runs in float32 whatever the critic's precision (e.g. bf16 under
+    autocast): its log-sum-exps and means over thousands of scores would lose
+    the estimate's precision in bf16.
+
     Example:
         >>> term = MIEstimator(LocalConcatCritic(128, 64), ShuffleNegatives(), JensenShannonBound())
         >>> loss, mi = term(feature_map, code)  # (B, 128, 8, 8), (B, 64)
@@ -28,4 +32,4 @@ class MIEstimator(nn.Module):
 
     def forward(self, x: Tensor, z: Tensor) -> BoundOutput:
         positive, negative = self.negatives(self.critic, x, z)
-        return self.bound(positive, negative)
+        return self.bound(positive.float(), negative.float())

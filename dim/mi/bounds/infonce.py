@@ -19,12 +19,16 @@ class InfoNCEBound(nn.Module):
 
     Each positive is classified against its K negatives with a softmax:
 
-        mi   = mean_{b,l} [ T_pos[b,l] - logsumexp(T_pos[b,l], T_neg[b,1..K,l]) ] + log(K + 1)
-        loss = -mi
+        N[b,l] = logsumexp_k T_neg[b,k,l]
+        mi     = mean_{b,l} [ T_pos[b,l] - logaddexp(T_pos[b,l], N[b,l]) ] + log(K + 1)
+        loss   = -mi
 
-    so the estimate can never exceed log(K + 1). With all in-batch pairs as
-    negatives (K = B - 1) that is the familiar log B ceiling: the bound is low
-    variance but saturates at log B. Local scores average over locations.
+    (``logaddexp(T_pos, N)`` is ``logsumexp(T_pos, T_neg[1..K])``), so the
+    estimate can never exceed log(K + 1). With all in-batch pairs as negatives
+    (K = B - 1) that is the familiar log B ceiling: the bound is low variance
+    but saturates at log B. Local scores average over locations; negatives
+    shared by the locations of a row (a location dimension of 1) have their
+    log-sum-exp ``N`` computed once per row.
 
     Args:
         require_all_pairs: if True (default), refuse score layouts with fewer
@@ -33,7 +37,9 @@ class InfoNCEBound(nn.Module):
 
     Shapes:
         positive: ``(B, *L)`` scores of positive pairs.
-        negative: ``(B, K, *L)`` scores of K negative pairs per positive.
+        negative: ``(B, K, *L)`` scores of K negative pairs per positive; a
+            location dimension of 1 shares its K negatives among the locations
+            (see :func:`~dim.mi.bounds.check_scores`).
     """
 
     def __init__(self, require_all_pairs: bool = True) -> None:
@@ -48,7 +54,7 @@ class InfoNCEBound(nn.Module):
                 f"InfoNCE needs all in-batch pairs as negatives (K = B - 1 = {batch - 1}), got K = {num_negatives}; "
                 "use AllPairsNegatives (--negatives all), or pass require_all_pairs=False to accept a log(K+1) cap"
             )
-        logits = torch.cat([positive.unsqueeze(1), negative], dim=1)  # (B, 1 + K, *L)
-        log_ratio = positive - torch.logsumexp(logits, dim=1)  # (B, *L)
+        negatives = torch.logsumexp(negative, dim=1)  # (B, *L), 1 where the locations share their negatives
+        log_ratio = positive - torch.logaddexp(positive, negatives)  # (B, *L)
         mi = log_ratio.mean() + math.log(num_negatives + 1)
         return BoundOutput(loss=-mi, mi=mi.detach())

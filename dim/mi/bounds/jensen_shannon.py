@@ -32,7 +32,9 @@ class JensenShannonBound(nn.Module):
 
     Shapes:
         positive: ``(B, *L)`` scores of positive pairs.
-        negative: ``(B, K, *L)`` scores of K negative pairs per positive.
+        negative: ``(B, K, *L)`` scores of K negative pairs per positive; a
+            location dimension of 1 shares its K negatives among the locations
+            (see :func:`~dim.mi.bounds.check_scores`).
     """
 
     def forward(self, positive: Tensor, negative: Tensor) -> BoundOutput:
