@@ -1,8 +1,8 @@
 """Benchmark: DIM on CIFAR-10 for a wall-clock or epoch budget; kNN top-1, images/s, FLOP/s.
 
 Usage:
-    python benchmarks/dim_cifar10.py --data-dir ../shared/datasets --minutes 30
-    python benchmarks/dim_cifar10.py --data-dir ../shared/datasets --minutes 0.5 --preset default
+    python benchmarks/dim_cifar10.py --data-dir DATA --minutes 30
+    python benchmarks/dim_cifar10.py --data-dir DATA --minutes 0.5 --preset su-jianlin
 
 Reports the kNN top-1 (k = 200, T = 0.1, on z, full test set, training split as
 memory), the training throughput, the FLOPs of one training step per image
@@ -18,6 +18,10 @@ import json
 import time
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from dim.config import PRESETS, TrainConfig
@@ -62,7 +66,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default="../shared/datasets")
+    add_data_dir_argument(parser, "holds cifar10/ (torchvision's layout or an image-folder tree)")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall-clock budget")
     parser.add_argument("--epochs", type=int, default=1000, help="epoch budget (whichever ends first)")
     parser.add_argument("--preset", default=TrainConfig.preset, choices=list(PRESETS))
@@ -72,6 +76,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run directory (default runs/dim-cifar10-...)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    args.data_dir = require_data_dir(args.data_dir)
 
     config = TrainConfig(dataset="cifar10", data_dir=args.data_dir, out=args.out, preset=args.preset,
                          epochs=args.epochs, time_limit=args.minutes, device=args.device, threads=args.threads,

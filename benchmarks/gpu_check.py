@@ -1,4 +1,4 @@
-"""GPU check: the device tests and the toolkit's figures on one GPU, in two short device calls.
+"""GPU check: the CUDA tests and the toolkit's figures on one CUDA GPU.
 
 What it does, part by part (``--part``, may be given more than once; ``all`` is every part):
 
@@ -17,7 +17,7 @@ What it does, part by part (``--part``, may be given more than once; ``all`` is 
   objective that met the accuracy targets in benchmarks/RESULTS.md) for 5,000 iterations at batch
   128, reporting it/s and the c1 accuracy on the test set (:func:`infogan.evaluate.evaluate`); then
   embeds the 10,000 CIFAR-10 test JPEGs through ``dim-search build``'s path
-  (:func:`retrieval.embedding.embed_paths`: decoding workers, the model's preprocessing, forward,
+  (:func:`dim.core.embedding.embed_images`: decoding workers, the model's preprocessing, forward,
   L2 normalisation), reporting images/s (median of 3 runs after a warm-up run), and the forward
   pass alone on uint8 batches already on the GPU.
 
@@ -38,8 +38,8 @@ benchmarks/RESULTS.md) with four settings for one GPU:
 * ``compile``: ``torch.compile`` of the step (fuses BatchNorm, ReLU and the critics' elementwise
   work). Its compile time counts inside the 5 minutes. If compiling fails the run is made again
   without it, for the time that is left, and the summary says so (``dim_compiled``,
-  ``dim_compile_error``). ``tests/test_gpu.py`` checks in the first device call that a compiled
-  step matches the eager one, so the second call knows whether to pass ``--no-compile``.
+  ``dim_compile_error``). ``tests/test_gpu.py`` (part ``env-tests``) checks that a compiled
+  step matches the eager one, so a run of that part first tells whether to pass ``--no-compile``.
 
 bf16 autocast, channels-last, the data resident on the GPU and augmentation there are what
 ``dim.train`` does on CUDA anyway. ``--dim-arch``, ``--dim-batch-size``, ``--dim-lr`` and
@@ -57,39 +57,26 @@ every GPU test passes.
 Outputs, in ``--out``: ``gpu_check.json`` (environment, every figure, the targets, errors; rewritten
 after each part, so a run cut short still leaves what it measured), ``gpu_check.txt`` (the printed
 environment and table) and ``pytest_gpu.txt``. Run directories go to ``--runs-dir`` (default a
-temporary folder: checkpoints are too large to come back from a device call).
+temporary folder, removed at the end: the ResNet-18 checkpoint alone is ~130 MB).
 
-Running it on the lent H200 (the device machine has its own python3 with torch, torchvision, pytest
-and scipy, but no faiss and no package install of this project, hence the PYTHONPATH; faiss is not
-needed: the kNN falls back to a torch search and the embedding check builds no index). One call
-carries at most 64 MiB with the working tree, and the CIFAR-10 JPEGs are ~55 MB while MNIST is
-~55 MB decompressed (~11.6 MB gzipped), so the data go in two calls, as the parts do:
+To run it, on a machine with a CUDA GPU, from the repository root::
 
-1. Here, once, in the repository root (``.data/`` is ignored through ``.git/info/exclude``)::
+    PYTHONPATH=. python benchmarks/gpu_check.py --data-dir DATA --out OUT      # every part, ~10 minutes
 
-       mkdir -p .git/info .data/MNIST/raw
-       grep -qxF '/.data/' .git/info/exclude 2>/dev/null || echo '/.data/' >> .git/info/exclude
-       cp -r ../shared/datasets/cifar10 .data/
-       for f in ../shared/datasets/MNIST/raw/*-ubyte; do gzip -c "$f" > ".data/MNIST/raw/$(basename "$f").gz"; done
+``DATA`` (default ``$DIM_DATA_DIR``) holds MNIST in torchvision's layout and CIFAR-10 as an
+image-folder tree ``cifar10/{train,test}/<class>/``. ``MNIST/raw`` may hold the files gzipped:
+the script decompresses them where the decompressed files are missing (torchvision's MNIST reads
+those and would try to download otherwise). The project need not be installed (hence the
+``PYTHONPATH``), and faiss is not needed: the kNN falls back to a torch search and the embedding
+check builds no index.
 
-   The script decompresses ``MNIST/raw/*.gz`` where the decompressed files are missing
-   (torchvision's MNIST reads the decompressed files and would try to download otherwise).
+The parts can also run as two shorter runs, each with its own ``--out`` (each writes its own
+``gpu_check.json``): the first, ~4 minutes, needs MNIST and the CIFAR-10 test split; the second,
+~6 minutes, all of CIFAR-10, and gets ``--no-compile`` if the first's
+``test_compiled_dim_step_matches_the_eager_one`` failed::
 
-2. Device call 1, ~4 minutes, carrying ~21 MB (MNIST gzipped + the CIFAR-10 test JPEGs)::
-
-       run(command="set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_check.py
-                    --data-dir .data --out $OUT --part env-tests --part infogan-embed 2>&1 | tee $OUT/gpu_check.log",
-           carry=[".data/MNIST", ".data/cifar10/test"], timeout_s=420)
-
-3. Device call 2, ~6 minutes, carrying ~55 MB (all of CIFAR-10); add ``--no-compile`` if call 1's
-   ``test_compiled_dim_step_matches_the_eager_one`` failed::
-
-       run(command="set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_check.py
-                    --data-dir .data --out $OUT --part dim 2>&1 | tee $OUT/gpu_check.log",
-           carry=[".data/cifar10"], timeout_s=420)
-
-   then ``give_back``. (The command is one line; it is wrapped here.) Both calls together use
-   ~10 minutes of the 15 minutes of device time, plus the machine's start.
+    PYTHONPATH=. python benchmarks/gpu_check.py --data-dir DATA --out OUT1 --part env-tests --part infogan-embed
+    PYTHONPATH=. python benchmarks/gpu_check.py --data-dir DATA --out OUT2 --part dim
 
 On a CPU, ``--tiny`` runs every part at toy size on generated shapes written as PNG folders (a
 few steps, small batches, a 512^3 product): what ``tests/benchmarks/test_gpu_check.py`` runs::
@@ -101,8 +88,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import importlib
-import importlib.util
 import json
 import os
 import platform
@@ -116,23 +101,27 @@ import time
 import traceback
 from dataclasses import asdict, replace
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
-for _path in (str(REPO), str(BENCHMARKS)):  # the project need not be installed (the device machine)
+for _path in (str(REPO), str(BENCHMARKS)):  # the project need not be installed
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 from PIL import Image
 
 from dim.config import TrainConfig
-from dim.core.data import find_images, make_shapes
 from dim.core.device import select_device
-from dim.core.features import FeatureExtractor
-from dim.models import Encoder, FeatureHead
+from dim.core.embedding import embed_batch, embed_images, eval_mode
+from dim.core.files import default_num_workers, find_images
+from dim.core.shapes import make_shapes
+from dim.models import Encoder, feature_extractor
 
 PARTS = ("env-tests", "dim", "infogan-embed")
 GPU_TESTS = ("tests/test_gpu.py",)
@@ -332,7 +321,7 @@ def train_dim(config: TrainConfig) -> Any:
 def run_dim(args: argparse.Namespace, data: dict[str, Path], runs: Path, ceiling_tflops: float) -> dict[str, Any]:
     from dim_cifar10 import training_flops_per_image
 
-    from dim.evaluate import evaluate_checkpoint
+    from dim.evaluate import evaluate
 
     config = dim_config(args, data, runs / "dim").resolved()
     flops = training_flops_per_image(config)  # one forward + backward of the objective, per image
@@ -359,7 +348,7 @@ def run_dim(args: argparse.Namespace, data: dict[str, Path], runs: Path, ceiling
     seconds = [row["seconds"] for row in rows]
     steady = slice(1, None) if len(rows) > 1 else slice(None)  # the first epoch holds compilation and warm-up
     images_per_s = sum(images[steady]) / max(sum(seconds[steady]), 1e-9)
-    evaluation = evaluate_checkpoint(result.run_dir, progress=False)  # `dim eval`: full test set vs full training split
+    evaluation = evaluate(result.run_dir, progress=False)  # `dim eval`: full test set vs full training split
     figures = {
         "dim_knn_top1": float(evaluation["knn_top1"]),
         "dim_images_per_s": images_per_s,
@@ -388,7 +377,7 @@ def run_dim(args: argparse.Namespace, data: dict[str, Path], runs: Path, ceiling
 def run_infogan(args: argparse.Namespace, data: dict[str, Path], runs: Path) -> dict[str, Any]:
     from infogan.config import TrainConfig as InfoGANConfig
     from infogan.evaluate import evaluate
-    from infogan.train import make_trainer
+    from infogan.train import train
 
     iterations = args.infogan_iterations
     dataset, data_dir = (str(data["tiny"]), None) if args.tiny else ("mnist", str(data["root"]))
@@ -397,8 +386,7 @@ def run_infogan(args: argparse.Namespace, data: dict[str, Path], runs: Path) -> 
     config = InfoGANConfig(dataset=dataset, data_dir=data_dir, out=str(runs / "infogan"), iterations=iterations,
                            batch_size=args.infogan_batch_size, lambda_invariance=1.0, lambda_iic=1.0,
                            log_every=min(50, iterations), sample_every=iterations, checkpoint_every=iterations)
-    trainer = make_trainer(config, progress=False)
-    result = trainer.fit(progress=False)
+    result = train(config, progress=False)
     accuracy = evaluate(result.run_dir, data_dir=data_dir)["cat_accuracy"]
     figures = {
         "infogan_iterations": int(result.steps),
@@ -414,51 +402,30 @@ def run_infogan(args: argparse.Namespace, data: dict[str, Path], runs: Path) -> 
 # ---------------------------------------------------------------------------------- embedding
 
 
-def import_embedding() -> ModuleType:
-    """:mod:`retrieval.embedding`, also where the ``retrieval`` package cannot be imported.
-
-    The module needs only torch, PIL and ``dim.core``, but the package's ``__init__``
-    imports :class:`retrieval.Index` and friends, which need faiss (missing on the GPU
-    machine); the module is then loaded from its file under its own name.
-    """
-    try:
-        return importlib.import_module("retrieval.embedding")
-    except ImportError as error:
-        print(f"(retrieval does not import here: {error}; loading retrieval/embedding.py by itself)")
-    spec = importlib.util.spec_from_file_location("retrieval.embedding", REPO / "retrieval" / "embedding.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_embedding(args: argparse.Namespace, data: dict[str, Path], device: torch.device) -> dict[str, Any]:
-    embedding = import_embedding()
     folder = data["tiny"] / "test" if args.tiny else data["root"] / "cifar10" / "test"
     paths = find_images(folder)
     preset, settings = dim_recipe(args)
     arch = TrainConfig(preset=preset, **settings).resolved().arch  # the DIM recipe's encoder
-    encoder = Encoder(arch, 3, 32, 64).to(memory_format=torch.channels_last)
-    # An untrained encoder, wrapped as dim.load_encoder wraps a trained one: the speed does not depend on training.
-    model = FeatureExtractor(FeatureHead(encoder, "z"), 32, 3, encoder.feature_dim("z"), f"dim:{encoder.arch}:z")
-    model = model.eval().to(device)
+    # An untrained encoder, wrapped as dim.load_features wraps a trained one: the speed does not depend on training.
+    model = feature_extractor(Encoder(arch, 3, 32, 64)).to(device)
     batch_size = args.embed_batch_size
-    workers = embedding.default_num_workers()  # what Index.build (dim-search build) uses by default
-    embedding.embed_paths(model, paths, batch_size, workers)  # warm-up: page cache, kernels, worker start-up
+    workers = default_num_workers()  # what Index.build (dim-search build) uses by default
+    embed_images(model, paths, batch_size, workers)  # warm-up: page cache, kernels, worker start-up
     rates = []
     for _ in range(3):
         start = time.perf_counter()
-        embedded = embedding.embed_paths(model, paths, batch_size, workers)
+        embedded = embed_images(model, paths, batch_size, workers)
         rates.append(len(paths) / (time.perf_counter() - start))
     if len(embedded.vectors) != len(paths):
         raise RuntimeError(f"embedded {len(embedded.vectors)} of {len(paths)} images: {embedded.skipped[:3]}")
     batch = torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, device=device)
-    with embedding.eval_mode(model):
-        embedding.embed_batch(model, batch)
+    with eval_mode(model):
+        embed_batch(model, batch)
         sync(device)
         start, runs = time.perf_counter(), 0
         while time.perf_counter() - start < (0.5 if args.tiny else 3.0):
-            embedding.embed_batch(model, batch)  # includes the copy of the vectors back to the CPU
+            embed_batch(model, batch)  # includes the copy of the vectors back to the CPU
             runs += 1
         sync(device)
         forward = runs * batch_size / (time.perf_counter() - start)
@@ -547,8 +514,7 @@ def write_summary(out: Path, summary: dict[str, Any], header: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=".data", help="MNIST (torchvision layout, .gz allowed) and cifar10/ "
-                        "(image-folder tree) under it (default .data)")
+    add_data_dir_argument(parser, "holds MNIST (torchvision layout, .gz allowed) and cifar10/ (image-folder tree)")
     parser.add_argument("--out", required=True, help="where gpu_check.json, gpu_check.txt and pytest_gpu.txt go")
     parser.add_argument("--part", action="append", choices=[*PARTS, "all"],
                         help="what to run (repeatable; default all)")
@@ -570,6 +536,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.embed_batch_size = args.embed_batch_size or (32 if tiny else 256)
     parts = args.part or ["all"]
     args.parts = [p for p in PARTS if p in parts or "all" in parts]
+    if not tiny and {"dim", "infogan-embed"} & set(args.parts):
+        args.data_dir = require_data_dir(args.data_dir)
     return args
 
 
@@ -589,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
 def check(args: argparse.Namespace, out: Path, runs: Path) -> int:
     """Run the chosen parts with run directories under ``runs``; returns the exit status (1 if a part failed)."""
     os.environ.setdefault("DIM_CACHE_DIR", str(runs / "cache"))  # decoded datasets, not in the home folder
-    data = {"root": Path(args.data_dir)}
+    data = {"root": Path(args.data_dir)} if args.data_dir else {}
     if args.tiny:
         data["tiny"] = write_tiny_dataset(runs / "tiny-shapes")
     device = select_device("auto")

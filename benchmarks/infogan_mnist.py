@@ -29,23 +29,27 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 from torch.utils.flop_counter import FlopCounterMode
 
 from dim.core.atomic import atomic_write
 from dim.core.checkpoint import load_checkpoint
-from dim.core.data import load_dataset
 from dim.core.runs import default_run_dir
-from infogan import TrainConfig, Trainer, make_trainer
-from infogan.checkpoint import CHECKPOINT_KIND
+from infogan import TrainConfig, Trainer
+from infogan.checkpoint import KINDS
 from infogan.config import PRESETS
 from infogan.evaluate import evaluate
+from infogan.train import train
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 TARGET_MEDIAN, TARGET_MIN, TARGET_IT_PER_S = 0.97, 0.95, 3.0
 
 
@@ -55,19 +59,22 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_speed(config: TrainConfig, warmup: int) -> dict:
-    """Iterations/s and FLOPs of :meth:`Trainer.train_step` on MNIST, writing nothing."""
-    dataset = load_dataset("mnist", "train", config.data_dir, progress=False)
-    trainer = Trainer(config, dataset.images)
-    for _ in range(warmup):
-        trainer.train_step()
-    with FlopCounterMode(display=False) as counter:
-        trainer.train_step()
-    _sync(trainer.device)
-    start = time.perf_counter()
-    for _ in range(config.iterations):
-        values = trainer.train_step()
-    values.tolist()  # waits for the device
-    seconds = time.perf_counter() - start
+    """Iterations/s and FLOPs of :meth:`Trainer.train_step` on MNIST (the run directory is a temporary folder)."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(replace(config, out=run_dir), progress=False)
+        try:
+            for _ in range(warmup):
+                trainer.train_step()
+            with FlopCounterMode(display=False) as counter:
+                trainer.train_step()
+            _sync(trainer.device)
+            start = time.perf_counter()
+            for _ in range(config.iterations):
+                values = trainer.train_step()
+            values.tolist()  # waits for the device
+            seconds = time.perf_counter() - start
+        finally:
+            trainer.close()
     flops = counter.get_total_flops()
     return {
         "mode": "speed",
@@ -104,8 +111,8 @@ def run_seed(config: TrainConfig, progress: bool) -> dict:
     start = time.perf_counter()
     resume = (run_dir / "checkpoint.pt").exists()
     fit = None
-    if not resume or load_checkpoint(run_dir, CHECKPOINT_KIND, mmap=True)["step"] < config.iterations:
-        fit = make_trainer(config, resume=resume, progress=progress).fit(progress)
+    if not resume or load_checkpoint(run_dir, KINDS, mmap=True)["step"] < config.iterations:
+        fit = train(config, resume=resume, progress=progress)
     result = evaluate(run_dir, config.data_dir, device=config.device)
     row = {
         "seed": config.seed,
@@ -123,7 +130,7 @@ def run_seed(config: TrainConfig, progress: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="dataset root holding MNIST/raw")
+    add_data_dir_argument(parser, "holds MNIST/raw")
     parser.add_argument("--iterations", type=int, default=5000,
                         help="training iterations per seed (or timed, with --speed)")
     parser.add_argument("--batch-size", type=int, default=None, help="default 128, or 64 with --speed")
@@ -148,6 +155,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--json", action="store_true", help="print a JSON list as the last line")
     args = parser.parse_args()
+    args.data_dir = require_data_dir(args.data_dir)
 
     if args.threads:
         torch.set_num_threads(args.threads)

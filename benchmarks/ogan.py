@@ -33,18 +33,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 
 from dim.config import TrainConfig as DIMConfig
 from dim.core.atomic import atomic_write
 from dim.core.checkpoint import load_checkpoint
-from dim.core.data import load_dataset
+from dim.core.datasets import load_dataset
 from dim.core.probes import evaluate, knn_classify
 from dim.core.registry import load_feature_extractor
 from dim.core.runs import default_run_dir
 from dim.train import train as train_dim
-from infogan import TrainConfig, make_trainer
+from infogan import KINDS, TrainConfig, Trainer
+from infogan.train import train as train_infogan
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 MODELS = ("ogan", "infogan", "dim", "pixels")
 
 
@@ -52,14 +56,17 @@ def train_gan(config: TrainConfig, minutes: float | None, chunk: int) -> float:
     """Train an InfoGAN or O-GAN run for ``config.iterations``, or for ``minutes`` in chunks; returns seconds."""
     start = time.perf_counter()
     if minutes is None:
-        make_trainer(config, progress=False).fit(progress=True)
+        train_infogan(config)
         return time.perf_counter() - start
-    trainer = make_trainer(replace(config, iterations=chunk), progress=False)
-    while True:
-        trainer.fit(progress=True)  # writes a checkpoint (and O-GAN's reconstructions) at the end of each chunk
-        if time.perf_counter() - start >= 60 * minutes:
-            break
-        trainer.config = replace(trainer.config, iterations=trainer.step + chunk)
+    trainer = Trainer(replace(config, iterations=chunk))
+    try:
+        while True:
+            trainer.run()  # writes a checkpoint (and O-GAN's reconstructions) at the end of each chunk
+            if time.perf_counter() - start >= 60 * minutes:
+                break
+            trainer.config = replace(trainer.config, iterations=trainer.step + chunk)
+    finally:
+        trainer.close()
     seconds = time.perf_counter() - start
     saved = Path(config.out) / "config.json"  # written for the first chunk: record the iterations trained
     saved.write_text(json.dumps({**json.loads(saved.read_text()), "iterations": trainer.step}, indent=2,
@@ -97,7 +104,7 @@ def run_model(name: str, args: argparse.Namespace, root: Path, train, test, ogan
     if name == "pixels":
         row = knn_of_pixels(train, test)
     else:
-        if name in ("ogan", "infogan"):
+        if name in KINDS:  # the GANs: each model's name is its objective
             config = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, out=str(run_dir), device=args.device,
                                  iterations=args.iterations, objective=name, seed=args.seed)
             seconds = train_gan(config, args.minutes, args.chunk)
@@ -109,8 +116,8 @@ def run_model(name: str, args: argparse.Namespace, root: Path, train, test, ogan
             seconds, steps = result.seconds, result.step
         row = knn_of_run(run_dir, train, test, args.device, args.data_dir)
     row = {"model": name, "dataset": args.dataset, "train_s": seconds, "steps": steps, **row}
-    if name in ("ogan", "infogan"):
-        row["steps"] = int(load_checkpoint(run_dir, name, mmap=True)["step"])
+    if name in KINDS:
+        row["steps"] = int(load_checkpoint(run_dir, KINDS, mmap=True)["step"])
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(saved, lambda path: Path(path).write_text(json.dumps(row, indent=2)))
     return row
@@ -119,7 +126,7 @@ def run_model(name: str, args: argparse.Namespace, root: Path, train, test, ogan
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="a dataset name: mnist, cifar10, ...")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    add_data_dir_argument(parser, "root of the named datasets")
     parser.add_argument("--iterations", type=int, default=5000, help="GAN iterations (without --minutes)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="training budget of every model instead of --iterations (the GANs in chunks)")
@@ -133,6 +140,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="folder for the runs (default runs/bench-ogan-DATASET-TIME)")
     parser.add_argument("--json", action="store_true", help="print a JSON list as the last line")
     args = parser.parse_args()
+    args.data_dir = require_data_dir(args.data_dir)
 
     models = [name.strip() for name in args.models.split(",") if name.strip()]
     unknown = sorted(set(models) - set(MODELS))

@@ -52,7 +52,9 @@ from torch import Tensor
 
 from dim.config import TrainConfig
 from dim.core.atomic import atomic_write
-from dim.core.data import ImageDataset, find_images, load_dataset
+from dim.core.datasets import load_dataset
+from dim.core.files import find_images
+from dim.core.memory import ImageDataset
 from dim.core.probes import (
     extract_features,
     grid_queries,

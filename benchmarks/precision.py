@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/precision.py                                   # step and embedding timings
-    python benchmarks/precision.py --model runs/dim-cifar10-... --data-dir ../shared/datasets   # + kNN parity
+    python benchmarks/precision.py --model runs/dim-cifar10-... --data-dir DATA   # + kNN parity
     python benchmarks/precision.py --set views=2 --set augment=resized-crop-jitter-grey    # another recipe
 
 Both formats are timed side by side in one process, alternating rounds of a
@@ -27,12 +27,16 @@ import statistics
 import time
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 from dim_cifar10 import parse_setting  # the benchmarks' shared --set NAME=VALUE parser
 
 from dim.augment import augment
-from dim.checkpoint import load_encoder
+from dim.checkpoint import load_features
 from dim.config import PRESETS, TrainConfig
-from dim.core.data import load_dataset
+from dim.core.datasets import load_dataset
 from dim.core.device import autocast, bf16_is_fast
 from dim.core.images import normalize_images
 from dim.core.probes import evaluate
@@ -102,7 +106,7 @@ def embedding_steps(config: TrainConfig, batch_size: int) -> dict[str, callable]
 
 def knn_parity(run: str, data_dir: str) -> dict[str, float]:
     """kNN top-1 of a trained run's encoder with its features computed in each format."""
-    extractor = load_encoder(run)
+    extractor = load_features(run)
     config = json.loads(open(f"{run}/config.json").read())
     train = load_dataset(config["dataset"], "train", data_dir, progress=False)
     test = load_dataset(config["dataset"], "test", data_dir, progress=False)
@@ -122,7 +126,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--embed-batch", type=int, default=512)
     parser.add_argument("--model", help="a trained DIM run: also check kNN top-1 in both formats")
-    parser.add_argument("--data-dir", default="../shared/datasets")
+    add_data_dir_argument(parser, "with --model: root of the run's dataset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,7 +148,7 @@ def main() -> None:
     summary["train_speedup_bf16"] = step["fp32"] / step["bf16"]
     summary["embed_speedup_bf16"] = embed["fp32"] / embed["bf16"]
     if args.model:
-        summary["knn_top1"] = knn_parity(args.model, args.data_dir)
+        summary["knn_top1"] = knn_parity(args.model, require_data_dir(args.data_dir))
 
     print(f"{summary['cpu']} ({summary['threads']} threads; AVX-512 BF16 {summary['avx512_bf16']}, "
           f"AMX {summary['amx']}), preset {args.preset} {dict(args.set) or ''}")

@@ -1,6 +1,6 @@
 """Embedding throughput of ``dim-search build``: decode + preprocess + forward, in images/s.
 
-Two workloads, each through :func:`retrieval.embedding.embed_paths` (the code
+Two workloads, each through :func:`dim.core.embedding.embed_images` (the code
 ``dim-search build`` runs):
 
 * small: 32x32 images (generated PNGs, or a folder such as CIFAR-10's JPEG copy);
@@ -18,7 +18,7 @@ JPEGs with 2 workers.
 
 Usage:
     python benchmarks/search_embed.py --device cpu
-    python benchmarks/search_embed.py --small-dir ../shared/datasets/cifar10/test --num-workers 0,1,2 --json
+    python benchmarks/search_embed.py --small-dir DATA/cifar10/test --num-workers 0,1,2 --json
     python benchmarks/search_embed.py --num-small 2000 --num-photos 100      # a quick check
 """
 
@@ -34,21 +34,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.core.data import ImageFiles, find_images
 from dim.core.device import select_device
+from dim.core.embedding import embed_batch, embed_images, eval_mode
 from dim.core.features import FeatureExtractor
+from dim.core.files import ImageFiles, default_num_workers, find_images
 from dim.core.images import DECODE_ERRORS, describe_error, image_to_uint8, open_image
-from dim.models import Encoder, FeatureHead
-from retrieval.embedding import default_num_workers, embed_batch, embed_paths, eval_mode
+from dim.models import Encoder, feature_extractor
 from retrieval.models import load_model
 
 
 def default_encoder() -> FeatureExtractor:
-    """An untrained default DIM encoder wrapped as ``dim.load_encoder`` wraps a trained one."""
-    encoder = Encoder().to(memory_format=torch.channels_last)
-    return FeatureExtractor(
-        FeatureHead(encoder, "z"), encoder.image_size, encoder.channels, encoder.feature_dim("z"), "dim:z"
-    ).eval()
+    """An untrained default DIM encoder wrapped as ``dim.load_features`` wraps a trained one."""
+    return feature_extractor(Encoder())
 
 
 def write_images(folder: Path, count: int, size: tuple[int, int], suffix: str, seed: int) -> list[Path]:
@@ -82,10 +79,10 @@ def forward_throughput(model: FeatureExtractor, batch_size: int, min_seconds: fl
 
 
 def embed_throughput(model: FeatureExtractor, files: ImageFiles, batch_size: int, num_workers: int) -> float:
-    """Images/s of ``embed_paths`` over ``files`` (after a one-batch warm-up)."""
-    embed_paths(model, files.subset(range(min(batch_size, len(files)))), batch_size, 0)
+    """Images/s of ``embed_images`` over ``files`` (after a one-batch warm-up)."""
+    embed_images(model, files.subset(range(min(batch_size, len(files)))), batch_size, 0)
     start = time.perf_counter()
-    result = embed_paths(model, files, batch_size, num_workers)
+    result = embed_images(model, files, batch_size, num_workers)
     elapsed = time.perf_counter() - start
     if result.skipped:
         print(f"  ({len(result.skipped)} unreadable files skipped)")

@@ -9,8 +9,8 @@ Target: precision@10 >= 70 % on CIFAR-10 (test queries against the train set)
 once DIM reaches its kNN target of >= 60 % top-1 after 30 minutes.
 
 Usage:
-    python benchmarks/search_quality.py runs/dim-cifar10 --data ../shared/datasets/cifar10 --json
-    python benchmarks/search_quality.py runs/dim-cifar10 --data ../shared/datasets/cifar10 \\
+    python benchmarks/search_quality.py runs/dim-cifar10 --data DATA/cifar10 --json
+    python benchmarks/search_quality.py runs/dim-cifar10 --data DATA/cifar10 \\
         --num-train 5000 --num-queries 500                                         # a quick check
 """
 
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dim.core.data import find_images
-from retrieval.embedding import embed_paths
+from dim.core.embedding import embed_images
+from dim.core.files import find_images
 from retrieval.index import Index
 
 
@@ -72,7 +72,7 @@ def main() -> None:
 
         queries = spread_subset(find_images(test_root), args.num_queries)
         start = time.perf_counter()
-        embedded = embed_paths(index.model, queries, args.batch_size, args.num_workers, progress=True)
+        embedded = embed_images(index.model, queries, args.batch_size, args.num_workers, progress=True)
         _, ids = index.search_vectors(embedded.vectors, args.k)
         query_seconds = time.perf_counter() - start
         query_classes = np.array([class_of(queries[i], test_root) for i in embedded.positions])

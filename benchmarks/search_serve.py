@@ -18,8 +18,8 @@ Targets (2 CPU cores, 50,000 images): neighbours p95 <= 50 ms, upload p95 <=
 150 ms, first page of 60 thumbnails < 1 s cold.
 
 Usage:
-    python benchmarks/search_serve.py --data-dir ../shared/datasets --threads 2
-    python benchmarks/search_serve.py --data-dir ../shared/datasets --images 2000 --requests 50   # a quick check
+    python benchmarks/search_serve.py --data-dir DATA --threads 2
+    python benchmarks/search_serve.py --data-dir DATA --images 2000 --requests 50   # a quick check
 The last line with ``--json`` is one JSON object with every number.
 """
 
@@ -39,20 +39,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 
-from dim.core.data import find_images
 from dim.core.features import FeatureExtractor
-from dim.models import Encoder, FeatureHead
+from dim.core.files import find_images
+from dim.models import Encoder, feature_extractor
 from retrieval.index import Index
 from retrieval.serve import THUMBNAIL_DIR, start_server
 
 
 def default_encoder() -> FeatureExtractor:
-    """An untrained default DIM encoder wrapped as ``dim.load_encoder`` wraps a trained one."""
-    encoder = Encoder()
-    return FeatureExtractor(
-        FeatureHead(encoder, "z"), encoder.image_size, encoder.channels, encoder.feature_dim("z"), "dim:z"
-    ).eval()
+    """An untrained default DIM encoder wrapped as ``dim.load_features`` wraps a trained one."""
+    return feature_extractor(Encoder())
 
 
 def build_index(train_dir: Path, index_dir: Path, images: int, model: FeatureExtractor) -> Index:
@@ -107,7 +108,7 @@ def timed(call) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/datasets"))
+    add_data_dir_argument(parser, "holds cifar10/{train,test}/<class>/*.jpg")
     parser.add_argument("--index-dir", type=Path, default=Path("/tmp/dim-search-serve-bench/index"))
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=300, help="neighbour and upload requests each")
@@ -120,7 +121,7 @@ def main() -> None:
     random.seed(0)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
 
-    cifar = args.data_dir / "cifar10"
+    cifar = Path(require_data_dir(args.data_dir)) / "cifar10"
     index = build_index(cifar / "train", args.index_dir, args.images, default_encoder())
     server = start_server(index, "127.0.0.1", 0, reload_interval=1.0)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -1,7 +1,7 @@
 """Benchmark: DIM training streamed from image files, against training in memory, and what a streamed run holds in RAM.
 
 Usage:
-    python benchmarks/stream.py throughput --data-dir ../shared/datasets      # CIFAR-10's JPEGs at 32 px
+    python benchmarks/stream.py throughput --data-dir DATA                    # CIFAR-10's JPEGs at 32 px
     python benchmarks/stream.py memory --work /tmp/stream-bench               # 200,000 generated JPEGs at 96 px
     python benchmarks/stream.py memory --work /tmp/s --images 2000 --steps 5   # a quick check
 
@@ -38,14 +38,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from data_root import (  # the benchmarks' --data-dir / $DIM_DATA_DIR
+    add_data_dir_argument,
+    require_data_dir,
+)
 from PIL import Image
 from torch import Tensor
 
 from dim.config import TrainConfig
-from dim.core.data import image_files, make_shapes
+from dim.core.datasets import image_files
+from dim.core.shapes import make_shapes
 from dim.train import train
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 CLASSES = ("circle", "square", "triangle")
 
 
@@ -122,7 +126,7 @@ def write_folder(root: Path, count: int, size: tuple[int, int], seed: int = 0) -
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    source = args.folder or str(Path(args.data_dir) / "cifar10")
+    source = args.folder or str(Path(require_data_dir(args.data_dir)) / "cifar10")
     base = TrainConfig(dataset=source if args.folder else "cifar10", data_dir=args.data_dir, max_steps=args.steps,
                        epochs=1000, knn=False, threads=args.threads, num_workers=args.num_workers, seed=0)
     rows = {}
@@ -172,7 +176,7 @@ def memory(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=("throughput", "memory"))
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="holds cifar10/{train,test}/<class>/*.jpg")
+    add_data_dir_argument(parser, "throughput: holds cifar10/{train,test}/<class>/*.jpg")
     parser.add_argument("--folder", default=None, help="throughput: another image folder instead of CIFAR-10")
     parser.add_argument("--work", default="/tmp/stream-bench", help="run directories and the generated folder")
     parser.add_argument("--images", type=int, default=200_000, help="memory: images to generate")

@@ -16,7 +16,7 @@ The other products, ``infogan`` and ``retrieval``, import :mod:`dim.mi` and
 
 Example:
     >>> import dim
-    >>> encoder = dim.load_encoder("runs/dim-cifar10")  # a FeatureExtractor, eval mode
+    >>> encoder = dim.load_features("runs/dim-cifar10")  # a FeatureExtractor, eval mode
     >>> features = encoder.embed([Image.open("cat.jpg")])  # (1, 64)
 """
 
@@ -30,13 +30,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "load_encoder"]
+__all__ = ["__version__", "load_features"]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that ``import dim.mi`` or ``import dim.core`` does not load DIM's encoders.
-    if name == "load_encoder":
-        from dim.checkpoint import load_encoder
+    if name == "load_features":
+        from dim.checkpoint import load_features
 
-        return load_encoder
+        return load_features
     raise AttributeError(f"module 'dim' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from typing import Any
 
 from dim.augment import AUGMENTATIONS
 from dim.core.device import PRECISIONS
+from dim.core.probes import KNN_K, KNN_TEMPERATURE
 from dim.models import ARCHS
 from dim.objective import VIEWS, check_choice, check_objective
 
@@ -72,7 +73,7 @@ class TrainConfig:
             ``num_workers`` DataLoader processes, instead of holding them decoded in
             memory (image folders and image-folder trees only). ``None``: stream when
             the decoded training split would take more than half the available RAM
-            (:func:`dim.core.data.fits_in_memory`). Streaming sees the same pixels,
+            (:func:`dim.core.memory.fits_in_memory`). Streaming sees the same pixels,
             batches and augmentations as training in memory, so it resumes either way.
         num_workers: decoding processes when streaming (``None``: one per CPU core
             beyond the main process, at most 8; 0: decode in the training process).
@@ -93,7 +94,7 @@ class TrainConfig:
             ``time_limit``), so the rate reaches zero when the first budget runs out. Time counts this session only
             (as ``time_limit`` does), so resuming a timed run restarts its time share.
         bound: the MI bound of both terms, one of :data:`dim.objective.BOUNDS`.
-        negatives: one of :data:`dim.objective.NEGATIVES` (see :class:`dim.objective.DeepInfoMax`).
+        negatives: one of :data:`dim.objective.NEGATIVES`, the samplers of :data:`dim.mi.NEGATIVES`.
         critic: the critic form, one of :data:`dim.objective.CRITICS`.
         augment: one of :data:`dim.augment.AUGMENTATIONS`.
         views: one of :data:`dim.objective.VIEWS`: 1, or 2: two augmented views of
@@ -122,7 +123,8 @@ class TrainConfig:
         seed: seed of every RNG.
         threads: CPU threads torch may use (0: torch's default).
         knn: report kNN top-1 after each epoch and at the end (labelled data only).
-        knn_k, knn_temperature: the kNN protocol (k = 200, T = 0.1).
+        knn_k, knn_temperature: the kNN protocol (:data:`dim.core.probes.KNN_K`,
+            :data:`dim.core.probes.KNN_TEMPERATURE`).
         knn_memory, knn_queries: sizes of the fixed training / test subsets of
             the kNN check after each epoch (the last evaluation uses everything).
         log_every: steps between progress-bar updates (the only device syncs).
@@ -161,8 +163,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     knn: bool = True
-    knn_k: int = 200
-    knn_temperature: float = 0.1
+    knn_k: int = KNN_K
+    knn_temperature: float = KNN_TEMPERATURE
     knn_memory: int = 10000
     knn_queries: int = 2000
     log_every: int = 10

@@ -1,7 +1,8 @@
 """``dim eval``: kNN (and linear-probe) accuracy of a trained DIM encoder on its dataset.
 
-The protocol itself (weighted kNN, the linear probe, the neighbour grid) is
-:mod:`dim.core.probes`, shared with every model family.
+The protocol (weighted kNN, the linear probe, the neighbour grid) and the path
+that judges a saved run of any model family are :mod:`dim.core.probes` and
+:mod:`dim.core.evaluation`; this module picks DIM's feature and writes the result.
 """
 
 from __future__ import annotations
@@ -10,55 +11,61 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dim.checkpoint import CHECKPOINT_KIND, extractor_from_checkpoint
-from dim.core.checkpoint import load_checkpoint
-from dim.core.data import load_dataset
-from dim.core.device import select_device
-from dim.core.probes import evaluate
+from dim.checkpoint import KINDS
+from dim.core.atomic import atomic_write_json
+from dim.core.checkpoint import checkpoint_file, load_checkpoint
+from dim.core.evaluation import evaluate_knn
+from dim.core.probes import KNN_K, KNN_TEMPERATURE
+from dim.models import check_feature
 
 
-def evaluate_checkpoint(
-    path: str | os.PathLike,
+def evaluate(
+    run: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
+    split: str = "test",
+    *,
     feature: str = "z",
-    k: int = 200,
-    temperature: float = 0.1,
     linear: bool = False,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
     device: str = "auto",
     batch_size: int = 512,
+    num_workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """``dim eval``: judge a trained encoder on the test split of the dataset it was trained on.
+    """Judge a trained encoder on a labelled split of the dataset it was trained on, the training split as memory.
+
+    Image files are streamed through decoding workers, so a folder of any size
+    is judged in flat memory (:func:`dim.core.evaluation.evaluate_knn`). Writes
+    the neighbour grid ``RUN_DIR/knn.png`` and the returned dict as
+    ``RUN_DIR/eval_<split>.json``.
 
     Args:
-        path: a run directory or a ``checkpoint.pt``; the neighbour grid ``knn.png`` is written next to it.
+        run: a run directory or its ``checkpoint.pt``.
         data_dir: dataset root (default: the one the run was trained with).
-        feature: ``z``, ``fc`` or ``conv`` (see :func:`dim.checkpoint.load_encoder`).
-        k: neighbours that vote (200 in the protocol).
-        temperature: T of the vote weight ``exp(cos / T)`` (0.1 in the protocol).
+        split: the query split.
+        feature: ``z``, ``fc`` or ``conv`` (see :func:`dim.checkpoint.load_features`).
         linear: also report a linear probe's top-1.
+        k: neighbours that vote.
+        temperature: T of the vote weight ``exp(cos / T)``.
         device: where to run the encoder.
         batch_size: images per forward pass.
-        progress: show progress while decoding image files.
+        num_workers: decoding processes for image files (``None``: one per spare core).
+        progress: show progress bars.
 
     Returns:
-        :func:`evaluate`'s summary plus ``feature``, ``dataset`` and ``num_classes``.
+        :func:`dim.core.evaluation.evaluate_knn`'s summary (``knn_top1``, ``k``,
+        ``temperature``, ``num_train``, ``num_test``, ``linear_top1``, ``dataset``,
+        ``split``, ``num_classes``, ...) plus ``feature`` and ``step``.
 
     Raises:
-        ValueError: if the checkpoint is not a DIM one or the dataset is unlabelled.
+        ValueError: if the checkpoint is not a DIM one, ``feature`` is unknown or the dataset is unlabelled.
     """
-    checkpoint = load_checkpoint(path, kind=CHECKPOINT_KIND)
-    extractor = extractor_from_checkpoint(checkpoint, feature, source=str(path)).to(select_device(device))
-    config = checkpoint["config"]
-    dataset, data_dir = config["dataset"], data_dir if data_dir is not None else config["data_dir"]
-    size, channels = extractor.image_size, extractor.channels
-    train = load_dataset(dataset, "train", data_dir, image_size=size, channels=channels, progress=progress)
-    if not train.is_labelled:
-        raise ValueError(f"{dataset} is unlabelled: kNN evaluation needs class labels (sub-folders per class)")
-    test = load_dataset(dataset, "test", data_dir, image_size=size, channels=channels, progress=progress)
-    run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-    summary = evaluate(
-        extractor, train.images, train.labels, test.images, test.labels, train.num_classes,
-        k, temperature, linear, grid_path=run_dir / "knn.png", batch_size=batch_size,
-    )
-    return {**summary, "feature": feature, "dataset": dataset, "num_classes": train.num_classes}
+    check_feature(feature)
+    file = checkpoint_file(run)
+    step = load_checkpoint(file, kind=KINDS, mmap=True)["step"]
+    summary = evaluate_knn(file, data_dir, split, device=device, batch_size=batch_size, linear=linear, k=k,
+                           temperature=temperature, num_workers=num_workers, progress=progress, feature=feature)
+    result = {**summary, "feature": feature, "step": int(step)}
+    atomic_write_json(Path(file).parent / f"eval_{split}.json", result)
+    return result

@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from dim.core.device import autocast
+from dim.core.features import FeatureExtractor
 from dim.mi import reparameterize
+from dim.objective import build_objective
+
+if TYPE_CHECKING:
+    from dim.config import TrainConfig
+    from dim.objective import DeepInfoMax, Gather
 
 ARCHS = ("dcgan", "resnet18")
 FEATURES = ("z", "fc", "conv")
@@ -298,3 +304,35 @@ class FeatureHead(nn.Module):
         images = images.contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
         with autocast(images.device, self.precision, training=False):
             return self.encoder.features(images, self.feature)  # (B, feature_dim)
+
+
+def feature_extractor(
+    encoder: Encoder, feature: str = "z", precision: str = "auto", source: str | None = None
+) -> FeatureExtractor:
+    """The encoder's ``feature`` as a :class:`dim.core.features.FeatureExtractor` in eval mode (channels-last).
+
+    Args:
+        encoder: a trained (or training) encoder; it is shared, not copied.
+        feature: one of :data:`FEATURES`.
+        precision: the number format of inference (see :class:`FeatureHead`).
+        source: where the weights came from (a checkpoint path), for the extractor's fingerprint.
+    """
+    head = FeatureHead(encoder.to(memory_format=torch.channels_last), feature, precision)
+    extractor = FeatureExtractor(head, encoder.image_size, encoder.channels, encoder.feature_dim(feature),
+                                 name=f"dim:{feature}", source=source)
+    return extractor.eval()
+
+
+def build_model(
+    config: TrainConfig, channels: int, image_size: int, gather: Gather | None = None
+) -> DeepInfoMax:
+    """The whole model a DIM checkpoint holds: the encoder and the MI terms a resolved ``config`` describes.
+
+    Args:
+        config: a resolved :class:`dim.config.TrainConfig`.
+        channels: 1 or 3, of the training images.
+        image_size: side of the training images.
+        gather: for DDP, the all-gather of negatives across processes (see :class:`dim.objective.DeepInfoMax`).
+    """
+    encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
+    return build_objective(encoder, config, gather)

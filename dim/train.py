@@ -9,7 +9,7 @@ Example:
 The whole training split is decoded once and kept on the training device as
 uint8 and each batch is drawn by indexing; or, for image folders larger than
 memory (``stream``), each batch is decoded from its files in DataLoader worker
-processes (:class:`dim.core.data.ImageFiles`), in the same order. Batches are
+processes (:class:`dim.core.files.ImageFiles`), in the same order. Batches are
 normalised, augmented on the device and fed in channels-last layout, under bf16 autocast on CUDA (``precision``,
 :func:`dim.core.device.autocast`). Loss terms and MI
 estimates are accumulated on the device and read back once per log interval,
@@ -39,19 +39,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dim.augment import augment
-from dim.checkpoint import CHECKPOINT_KIND
+from dim.checkpoint import KINDS
 from dim.config import RESUMABLE, TrainConfig
 from dim.core.atomic import atomic_save
 from dim.core.checkpoint import make_checkpoint
-from dim.core.data import (
-    ImageDataset,
-    ImageFiles,
-    collate_files,
-    default_num_workers,
-    fits_in_memory,
-    image_files,
-    load_dataset,
-)
+from dim.core.datasets import image_files, load_dataset
 from dim.core.device import adam, autocast, seed_everything, select_device
 from dim.core.distributed import (
     DistributedContext,
@@ -59,28 +51,21 @@ from dim.core.distributed import (
     process_device,
     shutdown_distributed,
 )
-from dim.core.features import FeatureExtractor
+from dim.core.files import ImageFiles, collate_files, default_num_workers
 from dim.core.images import normalize_images
+from dim.core.memory import ImageDataset, fits_in_memory
 from dim.core.metrics import MetricsLog, MetricWindow
 from dim.core.probes import evaluate, subset_indices
 from dim.core.runs import TrainResult, open_run, restore_rng, rng_state, write_config
 from dim.mi.gather import all_gather_with_local_grad
-from dim.models import Encoder, FeatureHead
-from dim.objective import AdversarialPrior, DeepInfoMax, Gather
+from dim.models import build_model, feature_extractor
+from dim.objective import AdversarialPrior
 
 logger = logging.getLogger(__name__)
 
+KIND = KINDS[0]  # the kind of the checkpoints this trainer writes
 # Statistics accumulated on the device each step, in this order.
 STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
-
-
-def build_model(config: TrainConfig, channels: int, image_size: int, gather: Gather | None = None) -> DeepInfoMax:
-    """The encoder and the MI terms a resolved ``config`` describes, for ``channels`` x ``image_size`` images."""
-    encoder = Encoder(config.arch, channels, image_size, config.z_dim, stochastic=config.prior == "kl")
-    return DeepInfoMax(
-        encoder, config.bound, config.negatives, config.critic, config.prior, config.alpha, config.beta,
-        config.gamma, config.critic_hidden, gather, config.critic_temperature, config.local_maps,
-    )
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> Tensor:
@@ -111,12 +96,18 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -
 
 
 class Trainer:
-    """One training run; :func:`train` is the way to use it."""
+    """One DIM training run: ``Trainer(config).run()``, then :meth:`close` (:func:`train` does all three).
+
+    Args:
+        config: the run's settings.
+        resume: continue the run in ``config.out`` from its checkpoint (see :func:`train`).
+        progress: show a progress bar and per-epoch summaries.
+    """
 
     def __init__(self, config: TrainConfig, *, resume: bool = False, progress: bool = True) -> None:
         self.context: DistributedContext = init_distributed(select_device(config.device))
         config, self.run_dir, checkpoint = open_run(
-            config, kind=CHECKPOINT_KIND, resume=resume, resumable=RESUMABLE,
+            config, kind=KIND, resume=resume, resumable=RESUMABLE,
             from_dict=lambda values: TrainConfig(**values), broadcast=self.context.broadcast,
         )
         config = config.resolved()
@@ -161,7 +152,7 @@ class Trainer:
         self.train_seconds = 0.0  # time spent in training steps in this session
         self.session_start_step = 0  # self.step when this session began
         if checkpoint is not None:
-            self._restore(checkpoint)
+            self.load_state_dict(checkpoint)
         elif self.context.is_main:
             write_config(self.run_dir, dataclasses.asdict(config))
         self.metrics = MetricsLog(self.run_dir) if self.context.is_main else None
@@ -230,7 +221,7 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.log(self.step, **row)
             rows.append({"step": self.step, **row})
-            self._save()
+            self.save_checkpoint()
             full = last and self.knn_sets is None  # a streamed run evaluates on its subsets to the end
             knn_text = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f} ({'full' if full else 'subset'})"
             self._print(
@@ -397,10 +388,7 @@ class Trainer:
                 queries = subset_indices(len(self.test_set), None if full else config.knn_queries, config.seed + 1)
                 memory_images, memory_labels = self.train_images[memory.to(self.device)], self.train_set.labels[memory]
                 query_images, query_labels = self.test_set.images[queries], self.test_set.labels[queries]
-            encoder = self.model.encoder
-            extractor = FeatureExtractor(
-                FeatureHead(encoder, "z", config.precision), encoder.image_size, encoder.channels, encoder.z_dim, "dim:z"
-            ).eval()
+            extractor = feature_extractor(self.model.encoder, "z", config.precision)
             result = evaluate(
                 extractor, memory_images, memory_labels, query_images, query_labels,
                 self.train_set.num_classes, config.knn_k, config.knn_temperature,
@@ -420,7 +408,8 @@ class Trainer:
             modules["adversary"], optimizers["adversary"] = self.adversary, self.adversary_optimizer
         return modules, optimizers
 
-    def _save(self) -> None:
+    def save_checkpoint(self) -> None:
+        """Atomically write ``checkpoint.pt`` (a collective under DDP: every process calls it; rank 0 writes)."""
         rng = self.context.gather(rng_state())  # every process's RNG (a collective: all ranks call it)
         if not self.context.is_main:
             return
@@ -433,11 +422,12 @@ class Trainer:
             "classes": self.train_set.classes,
         }
         checkpoint = make_checkpoint(
-            CHECKPOINT_KIND, dataclasses.asdict(self.config), self.step, modules, optimizers, rng, state
+            KIND, dataclasses.asdict(self.config), self.step, modules, optimizers, rng, state
         )
         atomic_save(checkpoint, self.run_dir / "checkpoint.pt")
 
-    def _restore(self, checkpoint: dict) -> None:
+    def load_state_dict(self, checkpoint: dict) -> None:
+        """Continue from a checkpoint dict of this run: weights, optimisers, position and RNG."""
         modules, optimizers = self._networks()
         for name, module in modules.items():
             module.load_state_dict(checkpoint["modules"][name])

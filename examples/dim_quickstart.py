@@ -1,9 +1,9 @@
 """Deep InfoMax from Python: train on the offline `shapes` set, evaluate, embed images.
 
     python examples/dim_quickstart.py            # about a minute on two CPU cores
-    python examples/dim_quickstart.py --dataset cifar10 --data-dir ../shared/datasets --epochs 1
+    python examples/dim_quickstart.py --dataset cifar10 --data-dir DATA --epochs 1
 
-The same steps as ``dim train``, ``dim eval`` and ``dim.load_encoder``.
+The same steps as ``dim train``, ``dim eval`` and ``dim.load_features``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 import dim
 from dim.config import TrainConfig
-from dim.core.data import load_dataset
+from dim.core.datasets import load_dataset
 from dim.train import train
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     print(f"kNN top-1 on the test split: {result.metrics['knn_top1']:.3f}; run directory {result.run_dir}")
 
     # Embedding images in three lines: load, preprocess, forward.
-    encoder = dim.load_encoder(result.run_dir)  # an nn.Module in eval mode, with its preprocessing
+    encoder = dim.load_features(result.run_dir)  # an nn.Module in eval mode, with its preprocessing
     images = load_dataset(args.dataset, "test", args.data_dir).images[:8]  # (8, C, H, W) uint8
     with torch.no_grad():
         codes = encoder(images.to(encoder.device))  # (8, 64): the code z of each image

@@ -3,16 +3,23 @@
 O-GAN is an ``--objective`` of ``infogan train`` rather than a command of its
 own: it trains on the same loop, run directories, checkpoints, resume and
 divergence guard, and every option but the InfoGAN-only ones means the same.
+The options every product shares come from :mod:`dim.core.cli`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
-from types import SimpleNamespace
 
 import click
 
+from dim.core.cli import (
+    config_defaults,
+    data_dir_option,
+    device_option,
+    preset_hint,
+    run_argument,
+    user_errors,
+)
 from infogan import __version__
 from infogan.config import (
     NOISE_DISTRIBUTIONS,
@@ -23,19 +30,14 @@ from infogan.config import (
     TrainConfig,
 )
 
-# The paper's MNIST preset, read off the dataclass without building one (that would import torch).
-_DEFAULTS = SimpleNamespace(**{field.name: field.default for field in fields(TrainConfig)})
+# `infogan train`'s defaults, read off the dataclass; None: the objective's or the preset's value (see the hints).
+_DEFAULTS = config_defaults(TrainConfig)
 
 
 def objective_hint(name: str) -> str:
     """What each objective fills ``name`` in with, for a help text: ``[default: infogan: 2, ogan: 0]``."""
     values = {objective: defaults[name] for objective, defaults in OBJECTIVE_DEFAULTS.items() if name in defaults}
     return "[default: " + ", ".join(f"{objective}: {value}" for objective, value in values.items()) + "]"
-
-
-def preset_hint(name: str) -> str:
-    """What each preset sets ``name`` to, for a help text: ``[preset: best: 1.0, paper: 0.0]``."""
-    return "[preset: " + ", ".join(f"{preset}: {values[name]}" for preset, values in PRESETS.items()) + "]"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,8 +54,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("dataset")
-@click.option("--data-dir", type=click.Path(file_okay=False),
-              help="Root of the named datasets (default $DIM_DATA_DIR, else ./data).")
+@data_dir_option()
 @click.option("--out", "out", type=click.Path(file_okay=False),
               help="Run directory (default runs/infogan-DATASET-TIME). With --resume: the run to continue.")
 @click.option("--iterations", type=click.IntRange(min=1), default=_DEFAULTS.iterations, show_default=True,
@@ -62,8 +63,7 @@ def main() -> None:
               help="Images per step for D and for G.")
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
               help="Seed of every random number generator.")
-@click.option("--device", default=_DEFAULTS.device, show_default=True,
-              help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps.")
+@device_option(_DEFAULTS.device)
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its checkpoint up to --iterations. The run's saved settings "
                    f"are kept; only {', '.join('--' + name.replace('_', '-') for name in RESUMABLE)} apply.")
@@ -88,10 +88,10 @@ def main() -> None:
 @click.option("--lambda-invariance", type=click.FloatRange(min=0),
               help="Weight of the invariance term: Q must read the same categorical code from a randomly rotated, "
                    "sheared, scaled and shifted copy of each fake, so slant and width cannot carry it "
-                   f"{preset_hint('lambda_invariance')}.")
+                   f"{preset_hint(PRESETS, 'lambda_invariance')}.")
 @click.option("--lambda-iic", type=click.FloatRange(min=0),
               help="Weight of the IIC term on real images: maximise the mutual information between Q's "
-                   f"categorical code for a real image and for a randomly warped copy of it {preset_hint('lambda_iic')}.")
+                   f"categorical code for a real image and for a randomly warped copy of it {preset_hint(PRESETS, 'lambda_iic')}.")
 @click.option("--noise-dim", type=click.IntRange(min=0), default=_DEFAULTS.noise_dim, show_default=True,
               help="Number of incompressible noise variables z.")
 @click.option("--noise", type=click.Choice(NOISE_DISTRIBUTIONS),
@@ -148,9 +148,9 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
 
     \b
     Examples:
-      infogan train mnist --data-dir ../shared/datasets --iterations 200
-      infogan train mnist --data-dir ../shared/datasets --preset paper
-      infogan train mnist --data-dir ../shared/datasets --objective ogan
+      infogan train mnist --data-dir DATA --iterations 200
+      infogan train mnist --data-dir DATA --preset paper
+      infogan train mnist --data-dir DATA --objective ogan
     """
     from infogan.train import TrainingDiverged
     from infogan.train import train as run_training
@@ -158,17 +158,15 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
     if no_categorical and categorical:
         raise click.UsageError("--no-categorical and --categorical exclude each other")
     codes = () if no_categorical else (categorical or None)  # None: the objective's default
-    try:
-        config = TrainConfig(dataset=dataset, out=out, categorical=codes,
-                             channels=int(channels) if channels else None, **options)
+    config = TrainConfig(dataset=dataset, out=out, categorical=codes, channels=int(channels) if channels else None,
+                         **options)
+    with user_errors(TrainingDiverged):
         result = run_training(config, resume=resume, progress=progress)
-    except (TrainingDiverged, ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
     click.echo(f"trained to step {result.step}; run directory: {result.run_dir}")
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(exists=True))
+@run_argument()
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="PNG file to write.")
 @click.option("--reconstruct", "images", type=click.Path(exists=True, dir_okay=False), multiple=True,
               help="O-GAN runs: an image file to reconstruct as G(standardise(E(x))); repeat it, or list the files "
@@ -182,10 +180,10 @@ def train(dataset: str, out: str | None, resume: bool, progress: bool, categoric
               help="Rows when varying a continuous code (default: c1's categories). "
                    "A categorical code has one row per category.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fixed noise.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
+@device_option()
 @click.argument("extra_images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 def sample(
-    run_dir: str, out: str, images: tuple[str, ...], extra_images: tuple[str, ...], vary: str, value_range: float,
+    run: str, out: str, images: tuple[str, ...], extra_images: tuple[str, ...], vary: str, value_range: float,
     columns: int, rows: int | None, seed: int, device: str,
 ) -> None:
     """Write a traversal grid of a trained run: vary one code with the rest fixed;
@@ -211,27 +209,25 @@ def sample(
     files = images + extra_images
     if extra_images and not images:
         raise click.UsageError(f"got extra arguments {' '.join(extra_images)}: image files follow --reconstruct")
-    try:
+    with user_errors():
         if files:
-            path = save_reconstruction(run_dir, files, out, columns, device)
+            path = save_reconstruction(run, files, out, columns, device)
         else:
-            path = save_traversal(run_dir, out, vary, value_range, columns, rows, seed, device)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+            path = save_traversal(run, out, vary, value_range, columns, rows, seed, device)
     click.echo(f"wrote {path}")
 
 
 @main.command(name="eval")
-@click.argument("run_dir", type=click.Path(exists=True))
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Root of the named datasets (default: the run's).")
+@run_argument()
+@data_dir_option("Default: the run's.")
 @click.option("--split", default="test", show_default=True, help="The labelled split to score.")
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False),
-              help="Where to draw the confusion matrix (default RUN_DIR/confusion.png).")
+              help="Where to draw the confusion matrix (default: confusion.png in the run directory).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
               help="Images per forward pass.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, mps.")
+@device_option()
 def evaluate(
-    run_dir: str, data_dir: str | None, split: str, confusion_png: str | None, batch_size: int, device: str
+    run: str, data_dir: str | None, split: str, confusion_png: str | None, batch_size: int, device: str
 ) -> None:
     """Score the categorical code c1 as an unsupervised classifier (O-GAN
     runs: the kNN top-1 of the encoding E(x)).
@@ -242,17 +238,16 @@ def evaluate(
     Prints a summary, then, as the last line, one JSON object with cat_accuracy,
     mapping (category -> class index), dataset, iterations and more.
 
-    For an O-GAN run, E(x) of the split's images is classified by a weighted
-    vote of their 200 most cosine-similar training images (T = 0.1), as dim eval
-    does; the JSON object then has knn_top1, k, temperature, num_train,
+    For an O-GAN run, E(x) of the split's images is classified by the weighted
+    vote of their k most cosine-similar training images, dim eval's kNN
+    protocol; the JSON object then has knn_top1, k, temperature, num_train,
     num_test, feature_dim and knn_png (10 queries and their nearest neighbours).
+    Either result is also saved as eval_SPLIT.json in the run directory.
     """
     from infogan.evaluate import evaluate as run_evaluation
 
-    try:
-        result = run_evaluation(run_dir, data_dir, split, device, batch_size, confusion_png)
-    except (ValueError, FileNotFoundError) as error:
-        raise click.ClickException(str(error)) from error
+    with user_errors():
+        result = run_evaluation(run, data_dir, split, device=device, batch_size=batch_size, confusion_png=confusion_png)
     if "knn_top1" in result:  # an O-GAN run
         click.echo(f"{result['dataset']} {result['split']} ({result['num_test']} images, {result['num_train']} "
                    f"training images as memory), after {result['iterations']} iterations")

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from infogan.codes import LatentSpec
 
 
-# The objectives one trainer knows (``infogan train --objective``); each is also its runs' checkpoint kind.
+# The names of the objectives one trainer knows (``infogan train --objective``); each is also its runs'
+# checkpoint kind (infogan.checkpoint.KINDS).
+INFOGAN_OBJECTIVE, OGAN_OBJECTIVE = "infogan", "ogan"
 OBJECTIVES: dict[str, str] = {
-    "infogan": "InfoGAN (Chen et al., NeurIPS 2016): Q recovers the codes c from G(z, c) through a variational MI bound",
-    "ogan": "O-GAN (Su, arXiv 1903.01931): D outputs a vector E(x) of the noise's size, whose mean is the real/fake "
-            "score, and corr(z, E(G(z))) is maximised, so D is also an encoder",
+    INFOGAN_OBJECTIVE: "InfoGAN (Chen et al., NeurIPS 2016): Q recovers the codes c from G(z, c) through a "
+                       "variational MI bound",
+    OGAN_OBJECTIVE: "O-GAN (Su, arXiv 1903.01931): D outputs a vector E(x) of the noise's size, whose mean is the "
+                    "real/fake score, and corr(z, E(G(z))) is maximised, so D is also an encoder",
 }
 # Priors of the noise z: Uniform(-1, 1) (the official InfoGAN code) or N(0, 1).
 NOISE_DISTRIBUTIONS = ("uniform", "normal")
 # What each objective fills in where the settings leave the latent space (and O-GAN's weight) open.
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "infogan": {"noise": "uniform", "categorical": (10,), "continuous": 2},
-    "ogan": {"noise": "normal", "categorical": (), "continuous": 0, "lambda_corr": 0.5},
+    INFOGAN_OBJECTIVE: {"noise": "uniform", "categorical": (10,), "continuous": 2},
+    OGAN_OBJECTIVE: {"noise": "normal", "categorical": (), "continuous": 0, "lambda_corr": 0.5},
 }
 # Settings that may change when a run is resumed; the rest come from the checkpoint.
 RESUMABLE = ("iterations", "device", "data_dir")
@@ -38,6 +41,9 @@ PRESETS: dict[str, dict[str, float]] = {
 class TrainConfig:
     """Everything a training run needs; saved as ``config.json`` and in the checkpoint.
 
+    A plain record of the settings as given: :meth:`resolved` fills in what was
+    left open and checks every value (the trainer calls it once).
+
     The defaults are the InfoGAN paper's MNIST networks, latents and schedule,
     with the objective of the ``best`` preset; ``preset="paper"`` gives the
     paper's objective. ``objective="ogan"`` trains O-GAN on the same networks
@@ -46,7 +52,7 @@ class TrainConfig:
 
     Args:
         dataset: a dataset name (``mnist``, ``fashion-mnist``, ``cifar10``, ``shapes``, ...)
-            or an image-folder path, as :func:`dim.core.data.load_dataset` takes it.
+            or an image-folder path, as :func:`dim.core.datasets.load_dataset` takes it.
         data_dir: root of the named datasets (default ``$DIM_DATA_DIR``, else ``./data``).
         out: the run directory (default ``runs/infogan-<dataset>-<time>``).
         image_size: side of the training images (default: the dataset's own).
@@ -96,7 +102,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
-    objective: str = "infogan"
+    objective: str = INFOGAN_OBJECTIVE
     noise_dim: int = 62
     noise: str | None = None
     categorical: tuple[int, ...] | None = None
@@ -118,37 +124,50 @@ class TrainConfig:
     checkpoint_every: int = 500
     max_loss: float = 100.0
 
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        if self.objective == "ogan":
+    def resolved(self) -> TrainConfig:
+        """A checked copy with the objective's and the preset's values filled in; ``self`` is left as it is.
+
+        Settings left at ``None`` are filled from :data:`OBJECTIVE_DEFAULTS` (the
+        objective's latent space, and O-GAN's ``lambda_corr``), then
+        ``lambda_invariance`` and ``lambda_iic`` from :data:`PRESETS` (0 without a
+        categorical code, the one both terms act on). Filling in is idempotent, so
+        a resolved config (e.g. one saved in a checkpoint) resolves to itself.
+
+        Raises:
+            ValueError: for an unknown objective, preset or noise prior, a setting
+                the objective has no use for (O-GAN: codes, Q's options, InfoGAN's
+                weights; InfoGAN: ``lambda_corr``), or a value out of range; the
+                message says what to change.
+        """
+        for name, choices in (("objective", OBJECTIVES), ("preset", PRESETS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(choices)}")
+        if self.objective == OGAN_OBJECTIVE:
             self._check_ogan()
         elif self.lambda_corr is not None:
             raise ValueError("lambda_corr weighs O-GAN's correlation term: pass --objective ogan, or drop --lambda-corr")
-        for name, value in OBJECTIVE_DEFAULTS[self.objective].items():
-            if getattr(self, name) is None:
-                setattr(self, name, value)
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        for name, value in PRESETS[self.preset].items():
-            if getattr(self, name) is None:  # both terms act on a categorical code: off without one
-                setattr(self, name, value if self.categorical else 0.0)
-        self.categorical = tuple(int(k) for k in self.categorical)
-        positive = ("iterations", "log_every", "sample_every", "checkpoint_every", "lr_d", "lr_g", "max_loss")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
+        defaults = OBJECTIVE_DEFAULTS[self.objective]
+        config = replace(self, **{name: value for name, value in defaults.items() if getattr(self, name) is None})
+        terms = {  # both terms act on a categorical code: off without one
+            name: value if config.categorical else 0.0
+            for name, value in PRESETS[config.preset].items() if getattr(config, name) is None
+        }
+        config = replace(config, **terms, categorical=tuple(int(k) for k in config.categorical))
+        for name in ("iterations", "log_every", "sample_every", "checkpoint_every", "lr_d", "lr_g", "max_loss"):
+            if not getattr(config, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+        if config.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {config.batch_size}")
         for name in ("lambda_info", "lambda_cont", "lambda_invariance", "lambda_iic", "lambda_corr"):
-            if getattr(self, name) is not None and getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            if getattr(config, name) is not None and getattr(config, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
         for name in ("lambda_invariance", "lambda_iic"):
-            if getattr(self, name) and not self.categorical:
+            if getattr(config, name) and not config.categorical:
                 raise ValueError(f"{name} needs a categorical code (it acts on Q's categorical logits): give --categorical")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"Adam's betas must lie in [0, 1), got {self.beta1}, {self.beta2}")
-        self.latent_spec()  # validates the latent sizes
+        if not (0 <= config.beta1 < 1 and 0 <= config.beta2 < 1):
+            raise ValueError(f"Adam's betas must lie in [0, 1), got {config.beta1}, {config.beta2}")
+        config.latent_spec()  # checks the noise prior and the latent sizes
+        return config
 
     def _check_ogan(self) -> None:
         """Refuse what O-GAN has no use for: codes, Q's options and InfoGAN's terms (before defaults fill in)."""
@@ -170,20 +189,8 @@ class TrainConfig:
                 raise ValueError(f"{name} weighs InfoGAN's information term; O-GAN's weight is --lambda-corr")
 
     def latent_spec(self) -> LatentSpec:
-        """The latent space these settings describe (validated); O-GAN's is the noise alone."""
+        """The latent space of a resolved config (:meth:`resolved`), validated; O-GAN's is the noise alone."""
         from infogan.codes import LatentSpec  # here, not at the top: it imports torch
 
         return LatentSpec(self.noise_dim, self.noise, self.categorical, self.continuous,
-                          needs_code=self.objective != "ogan")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON- and ``weights_only``-safe plain dict."""
-        values = asdict(self)
-        values["categorical"] = list(self.categorical)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; ignores keys that are not config fields (e.g. dataset facts)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in values.items() if key in names})
+                          needs_code=self.objective != OGAN_OBJECTIVE)

@@ -8,13 +8,13 @@ confusion matrix (the matching that maximises the number of agreements), and
 the accuracy is counted under that matching.
 
 An O-GAN run has no codes; its discriminator's encoding E(x) is judged as
-features instead, by the weighted kNN top-1 of :func:`dim.core.probes.evaluate`
-(k = 200, T = 0.1; training split as memory), as ``dim eval`` judges DIM.
+features instead, by the weighted kNN top-1 of
+:func:`dim.core.evaluation.evaluate_knn` (the training split as memory), the
+protocol ``dim eval`` judges DIM by.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from dim.core.atomic import atomic_write_json
 from dim.core.images import normalize_images
-from infogan.checkpoint import TrainedRun, encoder_features, load_run
+from dim.core.runs import TrainedRun
+from infogan.checkpoint import load_run
 from infogan.models import OGAN, InfoGAN
 
 
@@ -109,41 +111,68 @@ def evaluate(
     run: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     split: str = "test",
+    *,
     device: str = "auto",
     batch_size: int = 500,
     confusion_png: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Categorical-code accuracy of a trained run on a labelled split of its dataset (O-GAN: kNN top-1 of E(x)).
+    """Judge a trained run on a labelled split of its dataset, and save the result as ``RUN_DIR/eval_<split>.json``.
 
-    Also writes the confusion matrix (default ``RUN_DIR/confusion.png``) and the
-    result as ``RUN_DIR/eval_<split>.json``. For an O-GAN run it returns
-    :func:`evaluate_encoder`'s result instead (``confusion_png`` unused).
+    An InfoGAN run is judged by the accuracy of its categorical code c1 under
+    the Hungarian matching of categories to classes, and its confusion matrix
+    is drawn (default ``RUN_DIR/confusion.png``). An O-GAN run is judged by the
+    weighted kNN top-1 of its encoding E(x) (:func:`dim.core.evaluation.evaluate_knn`,
+    the training split as memory), which draws ``RUN_DIR/knn.png``.
 
     Args:
         run: the run directory or its ``checkpoint.pt``.
         data_dir: root of the named datasets (default: the one the run was trained with).
         split: the split to score (``test`` as in the paper).
-        device: where to run Q (``auto``: CUDA, MPS, else CPU).
+        device: where to run the networks (``auto``: CUDA, MPS, else CPU).
         batch_size: images per forward pass.
-        confusion_png: where to write the confusion-matrix picture.
-        progress: show a progress bar while decoding image files.
+        confusion_png: InfoGAN runs: where to draw the confusion matrix.
+        progress: show progress bars while decoding and embedding images.
 
     Returns:
-        ``cat_accuracy`` (fraction in [0, 1]), ``mapping`` (category -> class index,
-        keys as strings), ``classes``, ``confusion`` (rows = classes), ``dataset``,
-        ``split``, ``iterations``, ``num_images`` and ``confusion_png``.
+        Always ``dataset``, ``split`` and ``iterations``. InfoGAN: ``cat_accuracy``
+        (fraction in [0, 1]), ``mapping`` (category -> class index, keys as strings),
+        ``classes``, ``confusion`` (rows = classes), ``num_images`` and ``confusion_png``.
+        O-GAN: ``evaluate_knn``'s summary (``knn_top1``, ``k``, ``temperature``,
+        ``num_train``, ``num_test``, ``images_per_s``, ``knn_png``, ...) and ``feature_dim``.
 
     Raises:
-        ValueError: if the run has no categorical code or the split has no labels.
+        FileNotFoundError: if there is no checkpoint at ``run``.
+        ValueError: if an InfoGAN run has no categorical code, or the splits have no labels.
     """
-    from dim.core.data import (
+    trained = load_run(run, device)
+    if isinstance(trained.model, OGAN):
+        from dim.core.evaluation import (
+            evaluate_knn,  # imported here: torchvision adds seconds to every CLI start
+        )
+
+        summary = evaluate_knn(trained.path, data_dir, split, device=device, batch_size=batch_size, progress=progress)
+        result = {"dataset": trained.config.dataset, "split": split, "iterations": trained.step,
+                  "feature_dim": trained.model.spec.noise_dim, **summary}
+    else:
+        result = _code_accuracy(trained, data_dir, split, batch_size, confusion_png, progress)
+    atomic_write_json(trained.run_dir / f"eval_{split}.json", result)
+    return result
+
+
+def _code_accuracy(
+    trained: TrainedRun,
+    data_dir: str | os.PathLike | None,
+    split: str,
+    batch_size: int,
+    confusion_png: str | os.PathLike | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """:func:`evaluate` of an InfoGAN run: c1's accuracy under the Hungarian matching, and ``confusion.png``."""
+    from dim.core.datasets import (
         load_dataset,  # imported here: torchvision adds seconds to every CLI start
     )
 
-    trained = load_run(run, device)
-    if isinstance(trained.model, OGAN):
-        return evaluate_encoder(trained, data_dir, split, batch_size, progress)
     model, config = trained.model, trained.config
     if not model.spec.categorical:
         raise ValueError(f"{trained.path} has no categorical code; accuracy needs one (train with --categorical 10)")
@@ -159,11 +188,10 @@ def evaluate(
     confusion = confusion_matrix(labels, predicted, dataset.num_classes, model.spec.categorical[0])
     mapping, accuracy = match_categories(confusion)
 
-    run_dir = trained.path.parent
-    png = Path(confusion_png) if confusion_png is not None else run_dir / "confusion.png"
+    png = Path(confusion_png) if confusion_png is not None else trained.run_dir / "confusion.png"
     title = f"{config.dataset} {split}: c1 accuracy {100 * accuracy:.2f}% after {trained.step} iterations"
     save_confusion_png(confusion, dataset.classes, mapping, png, title)
-    result = {
+    return {
         "dataset": config.dataset,
         "split": split,
         "iterations": trained.step,
@@ -174,62 +202,3 @@ def evaluate(
         "confusion": confusion.tolist(),
         "confusion_png": str(png),
     }
-    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def evaluate_encoder(
-    trained: TrainedRun,
-    data_dir: str | os.PathLike | None = None,
-    split: str = "test",
-    batch_size: int = 500,
-    progress: bool = False,
-    k: int = 200,
-    temperature: float = 0.1,
-) -> dict[str, Any]:
-    """Weighted kNN top-1 of an O-GAN run's encoding E(x) on a labelled split (training split as memory).
-
-    :func:`dim.core.probes.evaluate` with k = 200 and T = 0.1: E(x) is
-    L2-normalised, and the k most cosine-similar training images vote with
-    weight ``exp(cos / T)``. Writes ``RUN_DIR/knn.png`` (10 queries and their 9
-    nearest training images) and the result as ``RUN_DIR/eval_<split>.json``.
-
-    Args:
-        trained: the loaded O-GAN run (:func:`infogan.checkpoint.load_run`).
-        data_dir: root of the named datasets (default: the one the run was trained with).
-        split: the query split.
-        batch_size: images per forward pass.
-        progress: show a progress bar while decoding image files.
-        k: neighbours that vote.
-        temperature: T of the vote weight.
-
-    Returns:
-        ``knn_top1`` (fraction in [0, 1]), ``k``, ``temperature``, ``num_train``, ``num_test``,
-        ``images_per_s``, ``feature_dim``, ``dataset``, ``split``, ``iterations`` and ``knn_png``.
-
-    Raises:
-        ValueError: if the training split or ``split`` has no labels.
-    """
-    from dim.core.data import (
-        load_dataset,  # imported here: torchvision adds seconds to every CLI start
-    )
-    from dim.core.probes import evaluate as probe
-
-    model, config = trained.model, trained.config
-    root = data_dir or config.data_dir
-    size = {"image_size": model.image_size, "channels": model.channels, "progress": progress}
-    memory = load_dataset(config.dataset, "train", root, **size)
-    queries = load_dataset(config.dataset, split, root, **size)
-    for dataset in (memory, queries):
-        if not dataset.is_labelled or bool((dataset.labels < 0).any()):
-            raise ValueError(f"the {dataset.split!r} split of {config.dataset} is not labelled: kNN accuracy needs "
-                             f"a class for every image")
-    extractor = encoder_features(trained)
-    run_dir = trained.path.parent
-    png = run_dir / "knn.png"
-    summary = probe(extractor, memory.images, memory.labels, queries.images, queries.labels, memory.num_classes,
-                    k=k, temperature=temperature, grid_path=png, batch_size=batch_size)
-    result = {"dataset": config.dataset, "split": split, "iterations": trained.step,
-              "feature_dim": extractor.feature_dim, **summary, "knn_png": str(png)}
-    (run_dir / f"eval_{split}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result

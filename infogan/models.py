@@ -11,9 +11,11 @@ Every stride-2 layer halves (or doubles) the side, so the same networks serve
 28x28 grey (MNIST, Fashion-MNIST: a 7x7 base) and 32x32 colour images (8x8).
 Q shares D's trunk (the paper) or, with ``separate_q``, has its own copy of it.
 
-O-GAN (Su, arXiv 1903.01931) reuses G and D's trunk: :class:`Encoder` is D
-with a head of ``noise_dim`` outputs E(x), whose mean is the real/fake score,
+O-GAN (Su, arXiv 1903.01931) reuses G and D's trunk: :class:`OGANEncoder` is
+D with a head of ``noise_dim`` outputs E(x), whose mean is the real/fake score,
 and :class:`OGAN` holds it with G (no Q).
+
+:func:`build_model` builds the one or the other from a run's settings.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from infogan.codes import Latent, LatentSpec, QParams
+from infogan.config import OGAN_OBJECTIVE, TrainConfig
 
 FEATURE_DIM = 1024  # width of the trunk's FC layer: the features shared by D and Q
 LEAKY_SLOPE = 0.1
@@ -217,8 +220,8 @@ class InfoGAN(nn.Module):
         return [*self.generator.parameters(), *q_trunk, *self.q_head.parameters()]
 
 
-class Encoder(nn.Module):
-    """O-GAN's discriminator E: InfoGAN's D with a head of ``code_dim`` outputs instead of one.
+class OGANEncoder(nn.Module):
+    """O-GAN's discriminator E, also its encoder: InfoGAN's D with a head of ``code_dim`` outputs instead of one.
 
     ``(B, C, S, S)`` images -> ``E(x)``, ``(B, code_dim)``: D's trunk (FC 1024
     lReLU BN) followed by FC ``code_dim``. Its mean over the dimensions is the
@@ -252,8 +255,6 @@ class OGAN(nn.Module):
         image_size: side of the square images, a multiple of 4.
     """
 
-    separate_q = False  # what InfoGAN's trainer asks of every model: there is no Q at all
-
     def __init__(self, spec: LatentSpec, channels: int = 1, image_size: int = 28) -> None:
         super().__init__()
         if spec.categorical or spec.continuous:
@@ -263,7 +264,7 @@ class OGAN(nn.Module):
         self.channels = channels
         self.image_size = image_size
         self.generator = Generator(spec.input_dim, channels, image_size)
-        self.encoder = Encoder(spec.noise_dim, channels, image_size)
+        self.encoder = OGANEncoder(spec.noise_dim, channels, image_size)
         self.apply(init_weights)
 
     def generate(self, latent: Latent) -> Tensor:
@@ -294,3 +295,16 @@ class OGAN(nn.Module):
     def g_parameters(self) -> list[nn.Parameter]:
         """Trained by G's optimiser: G."""
         return list(self.generator.parameters())
+
+
+def build_model(config: TrainConfig, channels: int, image_size: int) -> InfoGAN | OGAN:
+    """The networks a resolved ``config`` describes, for ``(channels, image_size, image_size)`` images, on the CPU.
+
+    This is the whole model a checkpoint's ``modules["model"]`` holds:
+    :class:`InfoGAN` (G, D and Q) for ``objective="infogan"``, :class:`OGAN`
+    (G and the encoder E) for ``objective="ogan"``.
+    """
+    spec = config.latent_spec()
+    if config.objective == OGAN_OBJECTIVE:
+        return OGAN(spec, channels, image_size)
+    return InfoGAN(spec, channels, image_size, config.separate_q, config.learn_sigma)

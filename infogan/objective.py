@@ -18,18 +18,26 @@ fake statistics.
 O-GAN (Su, arXiv 1903.01931; :class:`OGANObjective`) plays the same game on
 D's mean output ``avg(E(x))`` and adds ``-lambda * corr(z, E(G(z)))``
 (:func:`pearson_correlation`) to both steps.
+
+Both objectives implement one interface, :class:`GANObjective`: the trainer
+(:class:`infogan.train.Trainer`) draws a :class:`GANBatch` each iteration and
+calls :meth:`GANObjective.discriminator_step`, then
+:meth:`GANObjective.generator_step`, and knows nothing else of either
+objective. :func:`build_objective` picks the objective a run's settings name.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dim.mi import BoundOutput, CategoricalQBound, GaussianQBound, PairedCategoricalMI
+from infogan.augment import random_affine
 from infogan.codes import Latent, LatentSpec, QParams
+from infogan.config import TrainConfig
 from infogan.models import OGAN, InfoGAN
 
 
@@ -123,6 +131,66 @@ class InfoLoss(nn.Module):
         return [bound(q.logits[i], latent.categorical[:, i]) for i, bound in enumerate(self.categorical)]
 
 
+class GANBatch(NamedTuple):
+    """One training iteration's inputs to both steps of a :class:`GANObjective`.
+
+    Attributes:
+        real: ``(B, C, H, W)`` real images in [-1, 1].
+        latent: the latents G read, ``B`` of them (:class:`infogan.codes.Latent`).
+        fake: ``(B, C, H, W)`` images ``G(latent)`` in [-1, 1], with G's graph
+            attached (the D step detaches them).
+    """
+
+    real: Tensor
+    latent: Latent
+    fake: Tensor
+
+
+class StepLoss(NamedTuple):
+    """What each step of a :class:`GANObjective` returns.
+
+    Attributes:
+        loss: the scalar the step's optimiser minimises.
+        values: ``(n,)`` detached statistics of the step, on the device; the D
+            step's values followed by the G step's are named by
+            :attr:`GANObjective.metric_names`.
+    """
+
+    loss: Tensor
+    values: Tensor
+
+
+@runtime_checkable
+class GANObjective(Protocol):
+    """The interface between :class:`infogan.train.Trainer` and an objective: the losses of a GAN's two steps.
+
+    Each iteration the trainer draws a :class:`GANBatch`, minimises
+    :meth:`discriminator_step`'s loss over D's parameters, then
+    :meth:`generator_step`'s over G's (and Q's), which reads D as the first
+    step left it. It sums the steps' values on the device, reads their means
+    every ``log_every`` steps under :attr:`metric_names`, and shows
+    :meth:`summary` of them on the progress bar. :class:`InfoGANObjective` and
+    :class:`OGANObjective` implement it.
+    """
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The names of the D step's values, then of the G step's: the first two are ``d_loss`` and ``g_loss``."""
+        ...
+
+    def discriminator_step(self, batch: GANBatch) -> StepLoss:
+        """D's loss and values on one batch; no gradient reaches G."""
+        ...
+
+    def generator_step(self, batch: GANBatch) -> StepLoss:
+        """G's loss (with Q's, if any) and values on the same batch."""
+        ...
+
+    def summary(self, means: dict[str, float]) -> str:
+        """A short text of the window's mean values (keyed by :attr:`metric_names`) for the progress bar."""
+        ...
+
+
 class GeneratorObjective(NamedTuple):
     """What :meth:`InfoGANObjective.generator` returns.
 
@@ -153,11 +221,11 @@ class InfoGANObjective:
     ``lambda_invariance`` times Q's categorical cross-entropy on a randomly warped
     copy of each fake; with ``lambda_iic > 0`` both subtract ``lambda_iic`` times
     IIC's I(c; c') between Q's categorical codes for real images and for their
-    warps (:class:`dim.mi.PairedCategoricalMI`).
+    warps (:class:`dim.mi.PairedCategoricalMI`). Each step draws its own random
+    warps (:func:`infogan.augment.random_affine`).
 
     Args:
-        model: the networks (G, D and Q).
-        spec: the latent space.
+        model: the networks (G, D and Q) and their latent space ``model.spec``.
         lambda_info: weight of the information term (0: a plain GAN; L_I is still reported).
         lambda_cont: weight of the continuous codes' NLL relative to the categorical cross-entropy.
         lambda_invariance: weight of the invariance term (0: off).
@@ -167,32 +235,54 @@ class InfoGANObjective:
     def __init__(
         self,
         model: InfoGAN,
-        spec: LatentSpec,
         lambda_info: float = 1.0,
         lambda_cont: float = 1.0,
         lambda_invariance: float = 0.0,
         lambda_iic: float = 0.0,
     ) -> None:
         self.model = model
+        self.spec = model.spec
         self.lambda_info = lambda_info
         self.lambda_invariance = lambda_invariance
         self.lambda_iic = lambda_iic
-        self.spec = spec
-        self.info_loss = InfoLoss(spec, lambda_cont)
+        self.info_loss = InfoLoss(model.spec, lambda_cont)
         self.iic = PairedCategoricalMI()
 
     @property
     def metric_names(self) -> list[str]:
-        """The names of :meth:`values`, the columns of ``metrics.csv`` (before ``it_per_s``)."""
+        """The D step's ``d_loss``, then the G step's values: ``g_loss``, ``info_loss``, ``mi_c1``, ...
+
+        and ``invariance_loss`` and ``iic_mi`` when those terms are on: the
+        columns of ``metrics.csv`` (before ``it_per_s``).
+        """
         names = ["d_loss", "g_loss", "info_loss", *(f"mi_{name}" for name in self.spec.code_names)]
         names += ["invariance_loss"] if self.lambda_invariance else []
         return names + (["iic_mi"] if self.lambda_iic else [])
 
-    def values(self, d_adversarial: Tensor, g: GeneratorObjective) -> Tensor:
-        """One step's detached statistics in the order of :attr:`metric_names`, on the device."""
-        values = [torch.stack([d_adversarial, g.adversarial, g.info.loss]).detach(), g.info.mi]
+    def discriminator_step(self, batch: GANBatch) -> StepLoss:
+        """D's step (:meth:`discriminator` on the detached fakes, with fresh warps when the extra terms are on).
+
+        Its value: D's adversarial loss, ``(1,)``.
+        """
+        fake = batch.fake.detach()  # (B, C, H, W): this step trains D alone
+        warped = random_affine(fake) if self.lambda_invariance else None  # (B, C, H, W)
+        real_warped = random_affine(batch.real) if self.lambda_iic else None  # (B, C, H, W)
+        total, adversarial = self.discriminator(batch.real, fake, batch.latent, warped, real_warped)
+        return StepLoss(total, adversarial.detach().reshape(1))
+
+    def generator_step(self, batch: GANBatch) -> StepLoss:
+        """G's and Q's step (:meth:`generator`, with fresh warps when the extra terms are on).
+
+        Its values, ``(2 + num_codes [+ 1] [+ 1],)``: G's adversarial loss, the
+        information loss, L_I per code in nats, then the invariance
+        cross-entropy and IIC's I(c; c') when those terms are on.
+        """
+        warped = random_affine(batch.fake) if self.lambda_invariance else None  # (B, C, H, W), through to G
+        real, real_warped = (batch.real, random_affine(batch.real)) if self.lambda_iic else (None, None)
+        g = self.generator(batch.fake, batch.latent, warped, real, real_warped)
+        values = [torch.stack([g.adversarial, g.info.loss]).detach(), g.info.mi]
         values += [term.detach().reshape(1) for term in (g.invariance, g.iic) if term is not None]
-        return torch.cat(values)
+        return StepLoss(g.total, torch.cat(values))
 
     def summary(self, means: dict[str, float]) -> str:
         """The progress bar's text: D and G losses and L_I per code in nats."""
@@ -349,50 +439,55 @@ class OGANObjective:
 
     @property
     def metric_names(self) -> list[str]:
-        """The names of :meth:`values`, the columns of ``metrics.csv`` (before ``it_per_s``)."""
+        """The D step's ``d_loss``, then the G step's ``g_loss`` and ``corr``: the columns of ``metrics.csv``."""
         return ["d_loss", "g_loss", "corr"]
 
-    def discriminator(
-        self, real: Tensor, fake: Tensor, latent: Latent, warped: None = None, real_warped: None = None
-    ) -> tuple[Tensor, Tensor]:
+    def discriminator(self, real: Tensor, fake: Tensor, latent: Latent) -> tuple[Tensor, Tensor]:
         """D's loss on ``(B, C, H, W)`` real and (detached) fake images made from ``latent``.
 
         Args:
             real: ``(B, C, H, W)`` real images.
             fake: ``(B, C, H, W)`` generated images, detached.
             latent: the latents that made ``fake``; only the noise is read.
-            warped: InfoGAN's warped fakes; O-GAN has no term on them, so it must be ``None``.
-            real_warped: InfoGAN's warped real images; must be ``None`` too.
 
         Returns:
             ``(total, adversarial)``: ``total`` is ``adversarial - lambda_corr * rho``.
         """
-        if warped is not None or real_warped is not None:
-            raise ValueError("O-GAN has no invariance or IIC term: pass no warped images")
         batch_size = real.shape[0]
         scores, codes = self.model.discriminate(torch.cat([real, fake]), groups=2)  # (2B,), (2B, noise_dim)
         adversarial = discriminator_loss(scores[:batch_size], scores[batch_size:])
         correlation = pearson_correlation(latent.noise, codes[batch_size:]).mean()
         return adversarial - self.lambda_corr * correlation, adversarial
 
-    def generator(
-        self, fake: Tensor, latent: Latent, warped: None = None, real: Tensor | None = None, real_warped: None = None
-    ) -> OGANGeneratorObjective:
-        """G's loss on ``(B, C, H, W)`` generated images and the latents that made them.
-
-        ``warped`` and ``real_warped`` must be ``None`` (see :meth:`discriminator`); ``real`` is unused.
-        """
-        if warped is not None or real_warped is not None:
-            raise ValueError("O-GAN has no invariance or IIC term: pass no warped images")
+    def generator(self, fake: Tensor, latent: Latent) -> OGANGeneratorObjective:
+        """G's loss on ``(B, C, H, W)`` generated images and the latents that made them."""
         scores, codes = self.model.discriminate(fake)  # (B,), (B, noise_dim)
         adversarial = generator_loss(scores)
         correlation = pearson_correlation(latent.noise, codes).mean()
         return OGANGeneratorObjective(adversarial - self.lambda_corr * correlation, adversarial, correlation)
 
-    def values(self, d_adversarial: Tensor, g: OGANGeneratorObjective) -> Tensor:
-        """One step's detached ``(3,)`` statistics: D's and G's adversarial losses and the G step's rho."""
-        return torch.stack([d_adversarial, g.adversarial, g.correlation]).detach()
+    def discriminator_step(self, batch: GANBatch) -> StepLoss:
+        """D's step: :meth:`discriminator` on the detached fakes; its value is D's adversarial loss, ``(1,)``."""
+        total, adversarial = self.discriminator(batch.real, batch.fake.detach(), batch.latent)
+        return StepLoss(total, adversarial.detach().reshape(1))
+
+    def generator_step(self, batch: GANBatch) -> StepLoss:
+        """G's step: :meth:`generator`; its values are G's adversarial loss and rho, ``(2,)``."""
+        g = self.generator(batch.fake, batch.latent)
+        return StepLoss(g.total, torch.stack([g.adversarial, g.correlation]).detach())
 
     def summary(self, means: dict[str, float]) -> str:
         """The progress bar's text: D and G losses and corr(z, E(G(z)))."""
         return f"D={means['d_loss']:.3f} G={means['g_loss']:.3f} corr(z,E(G(z)))={means['corr']:.3f}"
+
+
+def build_objective(config: TrainConfig, model: InfoGAN | OGAN) -> GANObjective:
+    """The objective of a resolved ``config`` for the networks :func:`infogan.models.build_model` built from it.
+
+    :class:`OGANObjective` (weight ``lambda_corr``) for an :class:`~infogan.models.OGAN`,
+    else :class:`InfoGANObjective` (weights ``lambda_info``, ``lambda_cont``,
+    ``lambda_invariance`` and ``lambda_iic``).
+    """
+    if isinstance(model, OGAN):
+        return OGANObjective(model, config.lambda_corr)
+    return InfoGANObjective(model, config.lambda_info, config.lambda_cont, config.lambda_invariance, config.lambda_iic)

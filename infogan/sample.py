@@ -60,7 +60,7 @@ def save_traversal(
     )
 
     trained = load_run(run, device)
-    if trained.config.objective == "ogan":
+    if not trained.model.spec.code_names:  # an O-GAN run
         raise ValueError(f"{trained.path} is an O-GAN run: it has no codes to vary; draw reconstructions "
                          f"with --reconstruct IMAGES instead")
     images = traversal_images(trained.model, vary, value_range, columns, rows, seed)
@@ -179,7 +179,7 @@ def save_reconstruction(
     if not image_files:
         raise ValueError("give at least one image file to reconstruct")
     trained = load_run(run, device)
-    if trained.config.objective != "ogan":
+    if not isinstance(trained.model, OGAN):
         raise ValueError(f"{trained.path} is an InfoGAN run: reconstructions need an O-GAN run (its discriminator "
                          f"is the encoder); train one with --objective ogan")
     model = trained.model

@@ -6,12 +6,11 @@ A thin layer over :class:`retrieval.Index`; every command has a Python equivalen
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from dim.core.cli import device_option, user_errors
 from retrieval import __version__
 from retrieval.ann import INDEX_TYPES
 from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates, save_contact_sheet
@@ -21,23 +20,11 @@ from retrieval.lock import IndexLockedError
 from retrieval.store import SKIPPED_FILE
 
 
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Show expected failures (bad paths, wrong model, inconsistent index) as one-line errors."""
-    try:
-        yield
-    except (FileNotFoundError, FileExistsError, ValueError, IndexLockedError) as error:
-        raise click.ClickException(str(error)) from error
-
-
 def _summary(indexed: int, skipped: int, index_dir: Path) -> str:
     line = f"indexed {indexed}, skipped {skipped}"
     return line + (f" (reasons in {index_dir / SKIPPED_FILE})" if skipped else "")
 
 
-_device_option = click.option(
-    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 or mps."
-)
 _batch_size_option = click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")
 _num_workers_option = click.option(
     "--num-workers", type=click.IntRange(min=0), default=None, help="Decoding processes [default: CPU cores - 1]."
@@ -47,7 +34,8 @@ _model_override_option = click.option(
     "model_path",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Checkpoint to use instead of the one recorded in the index (it must be the same model).",
+    help="Run (directory or checkpoint.pt) to use instead of the one recorded in the index (it must hold the "
+    "same model).",
 )
 _no_wait_option = click.option(
     "--no-wait",
@@ -67,7 +55,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, path_type=Path))
+@click.argument("run", metavar="RUN", type=click.Path(exists=True, path_type=Path))
 @click.argument("image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--index",
@@ -84,12 +72,12 @@ def main() -> None:
     help="auto: exact search up to 200k images, then IVF (nprobe tuned for recall@10 >= 0.95).",
 )
 @_batch_size_option
-@_device_option
+@device_option()
 @_num_workers_option
 @click.option("--overwrite", is_flag=True, help="Replace an index that already exists in the index directory.")
 @_no_wait_option
 def build(
-    model: Path,
+    run: Path,
     image_dir: Path,
     index_dir: Path,
     index_type: str,
@@ -99,15 +87,16 @@ def build(
     overwrite: bool,
     no_wait: bool,
 ) -> None:
-    """Embed every image under IMAGE_DIR with MODEL (a DIM run directory or a
-    DIM/InfoGAN checkpoint) and write a search index to --index.
+    """Embed every image under IMAGE_DIR with the trained model of RUN (a run
+    directory or its checkpoint.pt: DIM, InfoGAN, O-GAN or any model family with
+    a feature loader) and write a search index to --index.
 
     Unreadable files are skipped and listed in INDEX_DIR/skipped.txt. Only one
     build or add writes an index at a time; a second one waits for the first.
     """
-    with _user_errors():
+    with user_errors(IndexLockedError):
         index = Index.build(
-            model, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True,
+            run, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True,
             overwrite=overwrite, wait=not no_wait,
         )
     click.echo(_summary(len(index), len(index.skipped), index_dir) + f"; {index.index_type} index in {index_dir}")
@@ -118,7 +107,7 @@ def build(
 @click.argument("image_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_model_override_option
 @_batch_size_option
-@_device_option
+@device_option()
 @_num_workers_option
 @_no_wait_option
 def add(
@@ -135,7 +124,7 @@ def add(
 
     Only one build or add writes an index at a time: a second one waits, then
     adds only what the first did not."""
-    with _user_errors():
+    with user_errors(IndexLockedError):
         index = Index.load(index_dir, model_path, device)
         summary = index.add(image_dir, batch_size, num_workers, progress=True, wait=not no_wait)
     click.echo(
@@ -167,7 +156,7 @@ def _format_table(result: QueryResult) -> str:
     "--tile-size", default=96, show_default=True, type=click.IntRange(min=8), help="Grid thumbnail side, pixels."
 )
 @_model_override_option
-@_device_option
+@device_option()
 def query(
     index_dir: Path,
     images: tuple[Path, ...],
@@ -180,7 +169,7 @@ def query(
 ) -> None:
     """Find the K indexed images most similar (cosine) to each IMAGE; an
     IMAGE may be inside the index (it then comes first, score 1) or anywhere else."""
-    with _user_errors():
+    with user_errors(IndexLockedError):
         index = Index.load(index_dir, model_path, device)
         results = index.search(list(images), k)
     for number, result in enumerate(results):
@@ -221,7 +210,7 @@ def dedup(
 ) -> None:
     """Find groups of near-duplicate images in INDEX_DIR: every pair of images at
     least --threshold alike joins one group (connected components), largest group first."""
-    with _user_errors():
+    with user_errors(IndexLockedError):
         index = Index.load(index_dir, model_path, device="cpu")
         groups = find_duplicates(index, threshold)
     if as_json:
@@ -251,7 +240,7 @@ def dedup(
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the default web browser.")
 @_model_override_option
-@_device_option
+@device_option()
 def serve(index_dir: Path, port: int, host: str, open_browser: bool, model_path: Path | None, device: str) -> None:
     """Serve a local web page over INDEX_DIR: browse the images by folder, click one
     for its nearest neighbours with their scores, search with an image from your disk,
@@ -259,7 +248,7 @@ def serve(index_dir: Path, port: int, host: str, open_browser: bool, model_path:
     docs/guide/dim-search.md. A newer index written by `dim-search add` is picked up."""
     from retrieval import serve as server  # Flask is imported only by this command
 
-    with _user_errors():
+    with user_errors(IndexLockedError):
         server.serve(index_dir, host, port, open_browser, model_path, device, echo=click.echo)
 
 

@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dim.core.data import IMAGE_EXTENSIONS, find_images
 from dim.core.device import select_device
+from dim.core.embedding import embed_batch, embed_images, eval_mode
 from dim.core.features import FeatureExtractor
+from dim.core.files import IMAGE_EXTENSIONS, find_images
 from dim.core.images import describe_error, load_image, open_image
 from retrieval import ann, store
-from retrieval.embedding import embed_batch, embed_paths, eval_mode
 from retrieval.lock import IndexLock, IndexLockedError
 from retrieval.models import ModelFingerprint, fingerprint, load_model
 from retrieval.store import DamagedIndexError, ImageRecord
@@ -156,7 +156,7 @@ class Index:
         Args:
             model: a :class:`FeatureExtractor`, or a DIM run directory / checkpoint
                 file (DIM or InfoGAN) to load with :func:`retrieval.models.load_model`.
-            image_dir: folder searched recursively for images (see ``dim.core.data.find_images``).
+            image_dir: folder searched recursively for images (see ``dim.core.files.find_images``).
             index_dir: where to write the index (created if needed).
             index_type: ``"auto"`` (size rule of :mod:`retrieval.ann`), ``"flat"``, ``"hnsw"`` or ``"ivf"``.
             batch_size: images per forward pass.
@@ -327,7 +327,7 @@ class Index:
                 readable.append(path)
             except OSError as error:
                 skipped[key] = describe_error(error)
-        embeddings = embed_paths(self.model, readable, batch_size, num_workers, progress)
+        embeddings = embed_images(self.model, readable, batch_size, num_workers, progress)
         for position, reason in embeddings.skipped:
             skipped[self._key(readable[position])] = reason
         first_id = max(self._by_id, default=-1) + 1

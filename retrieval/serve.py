@@ -29,6 +29,12 @@ Pillow's decompression-bomb check as an error and at most
 :data:`MAX_UPLOAD_PIXELS` pixels; every answer carries ``X-Content-Type-Options:
 nosniff`` and a Content-Security-Policy that allows only this origin's own
 scripts, styles and images; Flask's debug mode is off.
+
+Each handler is a module-level function on :data:`blueprint`, so it can be read
+and tested alone (in ``app.test_request_context(...)``); :func:`create_app`
+registers the blueprint and keeps what the handlers answer from and check
+against, a :class:`ServerState`, in ``app.extensions``, where :func:`server_state`
+finds it for the current request.
 """
 
 from __future__ import annotations
@@ -44,15 +50,17 @@ import warnings
 import webbrowser
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from flask import Flask, Response, abort, jsonify, request, send_file
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request, send_file
 from PIL import Image, ImageOps
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from dim.core.atomic import atomic_write
 from dim.core.images import DECODE_ERRORS, on_background
 from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates
 from retrieval.index import Index, ModelLike, current_write
@@ -209,33 +217,221 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return number
 
 
-def _results(index: Index, neighbours: list) -> list[dict[str, Any]]:
-    return [{**image_json(index.record(hit.id)), "rank": hit.rank, "score": hit.score} for hit in neighbours]
+def _results(index: Index, hits: list) -> list[dict[str, Any]]:
+    return [{**image_json(index.record(hit.id)), "rank": hit.rank, "score": hit.score} for hit in hits]
 
 
-def _thumbnail(index: Index, record: ImageRecord) -> Path:
+def _record_or_404(index: Index, image_id: int) -> ImageRecord:
+    try:
+        return index.record(image_id)
+    except KeyError:
+        abort(404, description=f"the index holds no image with id {image_id}")
+
+
+def _cached_thumbnail(index: Index, record: ImageRecord) -> Path:
     """The cached thumbnail of an indexed image, made (atomically) on first request."""
     key = zlib.crc32(f"{record.path}|{record.size}|{record.mtime!r}".encode("utf-8", "surrogateescape"))
     path = index.directory / THUMBNAIL_DIR / f"{record.id}-{key:08x}.jpg"
     if path.is_file():
         return path
     try:
-        with Image.open(index.path_of(record.id)) as original:
-            picture = on_background(ImageOps.exif_transpose(original)).convert("RGB")  # as the model saw it
+        with Image.open(index.path_of(record.id)) as original_image:
+            picture = on_background(ImageOps.exif_transpose(original_image)).convert("RGB")  # as the model saw it
             picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
     except (*DECODE_ERRORS, SyntaxError):
         abort(404, description=f"image {record.id} ({record.path}) can no longer be read")
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
-    picture.save(tmp, format="JPEG", quality=85)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: picture.save(tmp, format="JPEG", quality=85))
     return path
+
+
+# ---------------------------------------------------------------------- the app
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """What the app of one server answers from and checks requests against.
+
+    Kept in ``app.extensions[EXTENSION]`` by :func:`create_app`; handlers read it
+    with :func:`server_state`.
+
+    Attributes:
+        live: the index answered from.
+        hosts: the ``Host`` header values accepted (:func:`allowed_hosts`, lower case).
+        origins: the ``Origin`` values a request other than GET may come from.
+        url: the page's address, named in refusals.
+    """
+
+    live: LiveIndex
+    hosts: frozenset[str]
+    origins: frozenset[str]
+    url: str
+
+
+EXTENSION = "dim_search"
+blueprint = Blueprint(EXTENSION, __name__)
+
+
+def server_state() -> ServerState:
+    """The :class:`ServerState` of the app handling the current request."""
+    return current_app.extensions[EXTENSION]
+
+
+@blueprint.before_app_request
+def refuse_foreign_requests() -> None:
+    """Refuse another ``Host`` (DNS rebinding) and a non-GET request from another origin, with 403."""
+    served = server_state()
+    if request.host.lower() not in served.hosts:
+        abort(
+            403, description=f"Host {request.host!r} is not served here (DNS rebinding protection); open {served.url}"
+        )
+    origin = request.headers.get("Origin")
+    if request.method != "GET" and origin is not None and origin.lower() not in served.origins:
+        abort(403, description=f"requests from {origin} are refused: only the page at {served.url} may send them")
+
+
+@blueprint.after_app_request
+def security_headers(response: Response) -> Response:
+    """Add the headers every answer carries (``no-store`` on the API's)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blueprint.app_errorhandler(HTTPException)
+def http_error(error: HTTPException) -> tuple[Response, int]:
+    """A 4xx answer as ``{"error": message}``."""
+    description = error.description
+    if error.code == 413 and "too large to decode" not in str(description):
+        description = f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; send a smaller image"
+    return jsonify(error=description), error.code or 500
+
+
+@blueprint.app_errorhandler(Exception)
+def server_error(error: Exception) -> tuple[Response, int]:
+    """A failure as a 500 that names no internal detail; the traceback goes to the server's log."""
+    current_app.logger.exception("request failed")
+    return jsonify(error="the server failed to answer this request; its console shows why"), 500
+
+
+@blueprint.get("/")
+def page() -> Response:
+    """``GET /``: the page."""
+    return send_file(STATIC / "index.html", mimetype="text/html", max_age=0)
+
+
+@blueprint.get("/api/info")
+def info() -> Response:
+    """``GET /api/info``: the index's size, folders, model and limits."""
+    live = server_state().live
+    index = live.get()
+    counts: dict[str, int] = {}
+    for folder in live.folders(index):
+        counts[folder] = counts.get(folder, 0) + 1
+    return jsonify(
+        images=len(index),
+        folders=[{"name": name, "count": counts[name]} for name in sorted(counts)],
+        model=index.manifest["model"]["name"],
+        index_type=index.index_type,
+        updated=index.manifest["updated"],
+        write=index.manifest["write"]["id"],
+        max_k=MAX_K,
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        default_threshold=DEFAULT_THRESHOLD,
+    )
+
+
+@blueprint.get("/api/images")
+def images() -> Response:
+    """``GET /api/images?folder=F&page=1&per_page=60``: one page of the grid; ``folder`` includes its sub-folders."""
+    live = server_state().live
+    index = live.get()
+    folder = request.args.get("folder", "").strip("/")
+    per_page = _int_arg("per_page", 60, 1, MAX_PER_PAGE)
+    inside = folder + "/"
+    chosen = [
+        record
+        for record, its_folder in zip(index.records, live.folders(index))
+        if not folder or its_folder == folder or its_folder.startswith(inside)
+    ]
+    pages = max(1, math.ceil(len(chosen) / per_page))
+    page_number = _int_arg("page", 1, 1, pages)
+    shown = chosen[(page_number - 1) * per_page : page_number * per_page]
+    return jsonify(
+        total=len(chosen), page=page_number, per_page=per_page, pages=pages, images=[image_json(r) for r in shown]
+    )
+
+
+@blueprint.get("/api/neighbours/<int:image_id>")
+def neighbours(image_id: int) -> Response:
+    """``GET /api/neighbours/ID?k=10``: the ``k`` nearest indexed images of an indexed image."""
+    index = server_state().live.get()
+    record = _record_or_404(index, image_id)
+    k = _int_arg("k", 10, 1, MAX_K)
+    result = index.neighbours_of(image_id, k)
+    return jsonify(query=image_json(record), k=k, results=_results(index, result.neighbours))
+
+
+@blueprint.post("/api/search")
+def search() -> Response:
+    """``POST /api/search?k=10``: the ``k`` nearest indexed images of an uploaded one (never written to disk)."""
+    live = server_state().live
+    index = live.get()
+    k = _int_arg("k", 10, 1, MAX_K)
+    upload = request.files.get("image")
+    if upload is None:
+        abort(400, description="send the query image as the multipart form field 'image'")
+    image = decode_upload(upload.read())
+    with live.model_lock, torch.inference_mode():
+        (result,) = index.search([image], k)
+    name = os.path.basename(upload.filename or "upload")[:200]
+    return jsonify(query={"name": name}, k=k, results=_results(index, result.neighbours))
+
+
+@blueprint.get("/api/duplicates")
+def duplicates() -> Response:
+    """``GET /api/duplicates?threshold=0.95``: the groups of near-duplicates at a cosine-similarity threshold."""
+    live = server_state().live
+    index = live.get()
+    value = request.args.get("threshold", DEFAULT_THRESHOLD)
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        abort(400, description=f"threshold must be a number, got {value!r}")
+    if not -1.0 <= threshold <= 1.0:
+        abort(400, description=f"threshold is a cosine similarity between -1 and 1, got {threshold}")
+    return jsonify(threshold=threshold, groups=live.duplicates(index, threshold))
+
+
+@blueprint.get("/thumbnails/<int:image_id>")
+def thumbnail(image_id: int) -> Response:
+    """``GET /thumbnails/ID``: a JPEG thumbnail, made once and cached in ``INDEX_DIR/thumbnails/``."""
+    index = server_state().live.get()
+    return send_file(_cached_thumbnail(index, _record_or_404(index, image_id)), mimetype="image/jpeg", max_age=3600)
+
+
+@blueprint.get("/images/<int:image_id>")
+def original(image_id: int) -> Response:
+    """``GET /images/ID``: the original file of an indexed image (by id only: no request names a path)."""
+    index = server_state().live.get()
+    record = _record_or_404(index, image_id)
+    path = Path(index.path_of(record.id))
+    if not path.is_file():
+        abort(404, description=f"image {image_id} ({record.path}) is no longer on disk")
+    mimetype = mimetypes.guess_type(path.name)[0] or ""
+    if not mimetype.startswith("image/"):
+        mimetype = "application/octet-stream"
+    return send_file(path, mimetype=mimetype, as_attachment=mimetype == "application/octet-stream")
 
 
 def create_app(
     index: Index | LiveIndex, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, reload_interval: float = 1.0
 ) -> Flask:
-    """The Flask app of ``dim-search serve``.
+    """The Flask app of ``dim-search serve``: :data:`blueprint`, answering from ``index``.
 
     Args:
         index: a loaded index (or a :class:`LiveIndex`); newer writes are picked up as they land.
@@ -250,137 +446,11 @@ def create_app(
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config.update(MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False)
     app.debug = False
-    hosts = allowed_hosts(host, port)
-    origins = {f"http://{name}" for name in hosts}
-    served = page_url(host, port)
-
-    @app.before_request
-    def refuse_foreign_requests() -> None:
-        if request.host.lower() not in hosts:
-            abort(403, description=f"Host {request.host!r} is not served here (DNS rebinding protection); open {served}")
-        origin = request.headers.get("Origin")
-        if request.method != "GET" and origin is not None and origin.lower() not in origins:
-            abort(403, description=f"requests from {origin} are refused: only the page at {served} may send them")
-
-    @app.after_request
-    def security_headers(response: Response) -> Response:
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        if request.path.startswith("/api/"):
-            response.headers["Cache-Control"] = "no-store"
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        description = error.description
-        if error.code == 413 and "too large to decode" not in str(description):
-            description = f"the upload is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; send a smaller image"
-        return jsonify(error=description), error.code or 500
-
-    @app.errorhandler(Exception)
-    def server_error(error: Exception) -> tuple[Response, int]:
-        app.logger.exception("request failed")
-        return jsonify(error="the server failed to answer this request; its console shows why"), 500
-
-    def record_or_404(index_: Index, image_id: int) -> ImageRecord:
-        try:
-            return index_.record(image_id)
-        except KeyError:
-            abort(404, description=f"the index holds no image with id {image_id}")
-
-    @app.get("/")
-    def page() -> Response:
-        return send_file(STATIC / "index.html", mimetype="text/html", max_age=0)
-
-    @app.get("/api/info")
-    def info() -> Response:
-        index_ = live.get()
-        counts: dict[str, int] = {}
-        for folder in live.folders(index_):
-            counts[folder] = counts.get(folder, 0) + 1
-        return jsonify(
-            images=len(index_),
-            folders=[{"name": name, "count": counts[name]} for name in sorted(counts)],
-            model=index_.manifest["model"]["name"],
-            index_type=index_.index_type,
-            updated=index_.manifest["updated"],
-            write=index_.manifest["write"]["id"],
-            max_k=MAX_K,
-            max_upload_bytes=MAX_UPLOAD_BYTES,
-            default_threshold=DEFAULT_THRESHOLD,
-        )
-
-    @app.get("/api/images")
-    def images() -> Response:
-        index_ = live.get()
-        folder = request.args.get("folder", "").strip("/")
-        per_page = _int_arg("per_page", 60, 1, MAX_PER_PAGE)
-        inside = folder + "/"
-        chosen = [
-            record
-            for record, its_folder in zip(index_.records, live.folders(index_))
-            if not folder or its_folder == folder or its_folder.startswith(inside)
-        ]
-        pages = max(1, math.ceil(len(chosen) / per_page))
-        page_number = _int_arg("page", 1, 1, pages)
-        shown = chosen[(page_number - 1) * per_page : page_number * per_page]
-        return jsonify(
-            total=len(chosen), page=page_number, per_page=per_page, pages=pages, images=[image_json(r) for r in shown]
-        )
-
-    @app.get("/api/neighbours/<int:image_id>")
-    def neighbours(image_id: int) -> Response:
-        index_ = live.get()
-        record = record_or_404(index_, image_id)
-        k = _int_arg("k", 10, 1, MAX_K)
-        result = index_.neighbours_of(image_id, k)
-        return jsonify(query=image_json(record), k=k, results=_results(index_, result.neighbours))
-
-    @app.post("/api/search")
-    def search() -> Response:
-        index_ = live.get()
-        k = _int_arg("k", 10, 1, MAX_K)
-        upload = request.files.get("image")
-        if upload is None:
-            abort(400, description="send the query image as the multipart form field 'image'")
-        image = decode_upload(upload.read())
-        with live.model_lock, torch.inference_mode():
-            (result,) = index_.search([image], k)
-        name = os.path.basename(upload.filename or "upload")[:200]
-        return jsonify(query={"name": name}, k=k, results=_results(index_, result.neighbours))
-
-    @app.get("/api/duplicates")
-    def duplicates() -> Response:
-        index_ = live.get()
-        value = request.args.get("threshold", DEFAULT_THRESHOLD)
-        try:
-            threshold = float(value)
-        except (TypeError, ValueError):
-            abort(400, description=f"threshold must be a number, got {value!r}")
-        if not -1.0 <= threshold <= 1.0:
-            abort(400, description=f"threshold is a cosine similarity between -1 and 1, got {threshold}")
-        return jsonify(threshold=threshold, groups=live.duplicates(index_, threshold))
-
-    @app.get("/thumbnails/<int:image_id>")
-    def thumbnail(image_id: int) -> Response:
-        index_ = live.get()
-        return send_file(_thumbnail(index_, record_or_404(index_, image_id)), mimetype="image/jpeg", max_age=3600)
-
-    @app.get("/images/<int:image_id>")
-    def original(image_id: int) -> Response:
-        index_ = live.get()
-        record = record_or_404(index_, image_id)
-        path = Path(index_.path_of(record.id))
-        if not path.is_file():
-            abort(404, description=f"image {image_id} ({record.path}) is no longer on disk")
-        mimetype = mimetypes.guess_type(path.name)[0] or ""
-        if not mimetype.startswith("image/"):
-            mimetype = "application/octet-stream"
-        return send_file(path, mimetype=mimetype, as_attachment=mimetype == "application/octet-stream")
-
+    hosts = frozenset(allowed_hosts(host, port))
+    app.extensions[EXTENSION] = ServerState(
+        live=live, hosts=hosts, origins=frozenset(f"http://{name}" for name in hosts), url=page_url(host, port)
+    )
+    app.register_blueprint(blueprint)
     return app
 
 

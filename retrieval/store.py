@@ -37,6 +37,8 @@ from typing import Any
 
 import faiss
 
+from dim.core.atomic import atomic_write
+
 INDEX_FILE = "index.faiss"
 METADATA_FILE = "metadata.csv"
 SKIPPED_FILE = "skipped.txt"
@@ -185,6 +187,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _synced(write: Writer) -> Writer:
+    """``write``, then flush the file to disk."""
+
+    def write_and_sync(path: str | os.PathLike) -> None:
+        write(Path(path))
+        _fsync(Path(path))
+
+    return write_and_sync
+
+
 def _move_into_place(staged: Path, target: Path) -> None:
     os.replace(staged, target)
 
@@ -210,14 +222,11 @@ def write_files(directory: Path, files: dict[str, Writer], manifest: dict[str, A
     try:
         checksums = dict(manifest.get("write", {}).get("files", {}))
         for name, write in files.items():
-            write(staging / name)
-            _fsync(staging / name)
+            _synced(write)(staging / name)
             checksums[name] = file_checksum(staging / name)
         manifest["write"] = {"id": write_id, "files": checksums}
-        tmp = staging / f".{MANIFEST_FILE}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _fsync(tmp)
-        os.replace(tmp, staging / MANIFEST_FILE)  # the commit point: from here the write is rolled forward
+        # The commit point: once the staged manifest exists, the write is rolled forward.
+        atomic_write(staging / MANIFEST_FILE, _synced(_text_writer(json.dumps(manifest, indent=2) + "\n")))
         _fsync(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -27,7 +27,7 @@ from dim.core.device import adam
 from dim.core.features import FeatureExtractor
 from dim.core.images import normalize_images
 from dim.models import Encoder, FeatureHead
-from dim.objective import DeepInfoMax
+from dim.objective import DeepInfoMax, build_objective
 
 pytestmark = [
     pytest.mark.gpu,
@@ -41,8 +41,9 @@ def dim_model(arch: str, seed: int = 0) -> DeepInfoMax:
     around an ``arch`` encoder for 32x32 RGB images, on the CPU."""
     torch.manual_seed(seed)
     encoder = Encoder(arch, 3, 32, 64, stochastic=True)
-    return DeepInfoMax(encoder, bound="infonce", negatives="locations", critic="separable", prior="kl",
-                       alpha=0.5, beta=1.5, gamma=0.01, critic_hidden=256)
+    config = TrainConfig(bound="infonce", negatives="locations", critic="separable", prior="kl", alpha=0.5, beta=1.5,
+                         gamma=0.01, critic_hidden=256)
+    return build_objective(encoder, config.resolved())
 
 
 def loss_and_gradient(model: DeepInfoMax, images: torch.Tensor, bf16: bool) -> tuple[float, torch.Tensor]:
@@ -107,15 +108,17 @@ def test_dim_training_runs_on_cuda_and_scores_knn(tmp_path):
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
 
 
-def test_infogan_step_with_both_terms_runs_on_cuda():
+def test_infogan_step_with_both_terms_runs_on_cuda(tmp_path):
     from infogan.config import TrainConfig as InfoGANConfig
     from infogan.train import Trainer
 
-    config = InfoGANConfig(device="cuda", batch_size=32, iterations=3, lambda_invariance=1.0, lambda_iic=1.0)
-    trainer = Trainer(config, uint8_images(256, channels=1, size=28))
+    config = InfoGANConfig(dataset="shapes", image_size=28, channels=1, out=str(tmp_path / "infogan"), device="cuda",
+                           batch_size=32, iterations=3, lambda_invariance=1.0, lambda_iic=1.0)
+    trainer = Trainer(config, progress=False)
     before = [p.detach().clone() for p in trainer.model.parameters()]
     for _ in range(3):
         values = trainer.train_step()
+    trainer.close()
     assert values.device.type == "cuda"
     assert len(values) == len(trainer.metric_names)
     assert bool(values.isfinite().all())

@@ -3,7 +3,10 @@
 Modules (import them directly; this package imports nothing on its own):
 
 * :mod:`dim.core.images`: PIL image -> the model's uint8 grid, and uint8 -> [-1, 1];
-* :mod:`dim.core.data`: named datasets, image folders, the decoded-image cache;
+* :mod:`dim.core.datasets`: named datasets and :func:`~dim.core.datasets.load_dataset`, the way to load any dataset;
+* :mod:`dim.core.files`: image files and folders, decoded when read or all at once, and the decode cache;
+* :mod:`dim.core.memory`: :class:`~dim.core.memory.ImageDataset`, decoded images in memory, and whether they fit;
+* :mod:`dim.core.shapes`: the generated ``shapes`` images;
 * :mod:`dim.core.device`: device choice (CUDA, then MPS, then CPU) and seeding;
 * :mod:`dim.core.runs`: run directories, ``config.json``, RNG state, the result of a training call;
 * :mod:`dim.core.checkpoint`: the one checkpoint layout, written atomically and loaded weights-only;

@@ -17,6 +17,9 @@ from typing import Any
 
 import torch
 
+_UMASK = os.umask(0)  # read once at import (reading it means setting it) and put back at once
+os.umask(_UMASK)
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(temporary_path)`` in ``path``'s folder, then rename the result into place.
@@ -27,6 +30,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600); the file gets a new file's usual mode
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -1,18 +1,23 @@
-"""Embed image files with a feature extractor: decode in DataLoader workers, forward in batches.
+"""The toolkit's one way to embed a set of images: decode in DataLoader workers, forward in batches.
 
-Workers decode each file at the model's input size into a small uint8 tensor
-(:class:`dim.core.data.ImageFiles`, the path training data takes too); the main process moves whole batches to the model's device, runs the
-network and L2-normalises, so inner products of the vectors are cosine
-similarities. A file that cannot be decoded is recorded with the reason and
-skipped; it never stops the run.
+``dim embed``, ``dim eval``, ``infogan eval`` and ``dim-search build/add`` all
+embed through :func:`embed_images`. Image files are streamed: workers decode
+each file at the model's input size into a small uint8 tensor
+(:class:`dim.core.files.ImageFiles`, the path training data takes too), so a
+folder of any size embeds in constant memory. Images already in memory (an
+:class:`dim.core.memory.ImageDataset`: torchvision's datasets, generated shapes)
+are sliced into batches. The main process moves whole batches to the model's
+device and runs the network; with ``normalize`` the rows are L2-normalised, so
+inner products are cosine similarities. A file that cannot be decoded is
+recorded with the reason and skipped; it never stops the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,17 +26,18 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dim.core.data import ImageFiles, collate_files, default_num_workers
 from dim.core.features import FeatureExtractor
+from dim.core.files import ImageFiles, collate_files, default_num_workers
+from dim.core.memory import ImageDataset
 
 
 @dataclass
 class Embeddings:
-    """The result of :func:`embed_paths`.
+    """The result of :func:`embed_images`.
 
     Attributes:
-        vectors: ``(N_ok, D)`` float32, L2-normalised, one row per readable file.
-        positions: ``(N_ok,)`` int64, the index into the input path list of each row.
+        vectors: ``(N_ok, D)`` float32, one row per readable image (L2-normalised with ``normalize``).
+        positions: ``(N_ok,)`` int64, the index into the input images of each row.
         skipped: ``(position, reason)`` for every file that could not be read.
     """
 
@@ -57,55 +63,65 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def embed_batch(model: FeatureExtractor, images: Tensor) -> np.ndarray:
-    """``(B, C, H, W)`` uint8 images -> ``(B, D)`` L2-normalised float32 vectors.
+def embed_batch(model: FeatureExtractor, images: Tensor, normalize: bool = True) -> np.ndarray:
+    """``(B, C, H, W)`` uint8 images -> ``(B, D)`` float32 vectors (L2-normalised with ``normalize``).
 
     Call inside :func:`eval_mode` (batch norm and dropout must be in eval mode).
     """
-    return l2_normalize(model(images.to(model.device, non_blocking=True)))
+    features = model(images.to(model.device, non_blocking=True))  # (B, D)
+    return l2_normalize(features) if normalize else features.float().cpu().numpy()
 
 
-def embed_paths(
+def _memory_batches(dataset: ImageDataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor, list[tuple[int, str]]]]:
+    """An in-memory dataset in :func:`dim.core.files.collate_files`' batch layout (nothing is ever skipped)."""
+    for start in range(0, len(dataset), batch_size):
+        end = min(start + batch_size, len(dataset))
+        yield torch.arange(start, end), dataset.images[start:end], []
+
+
+def embed_images(
     model: FeatureExtractor,
-    paths: Sequence[Path] | ImageFiles,
+    images: Sequence[str | os.PathLike] | ImageFiles | ImageDataset,
     batch_size: int = 256,
     num_workers: int | None = None,
     progress: bool = False,
+    normalize: bool = True,
 ) -> Embeddings:
-    """Embed image files, skipping (and reporting) the ones that cannot be read.
+    """Embed images, skipping (and reporting) the files that cannot be read.
 
     Args:
         model: the feature extractor; it runs on its own device, in eval mode (its
             previous mode is restored afterwards).
-        paths: the files, in the order the rows should come out, or an
-            :class:`~dim.core.data.ImageFiles` of them at the model's input size
-            (its own decoding is then used).
+        images: image files, in the order the rows should come out, or an
+            :class:`~dim.core.files.ImageFiles` of them (its size and decoding are
+            used; make it at the model's input size), or an
+            :class:`~dim.core.memory.ImageDataset` already in memory.
         batch_size: images per forward pass.
-        num_workers: DataLoader decoding processes; ``None`` picks :func:`default_num_workers`.
+        num_workers: DataLoader decoding processes for files; ``None`` picks
+            :func:`~dim.core.files.default_num_workers`.
         progress: show a tqdm bar in images/s.
+        normalize: L2-normalise every row (for cosine search); ``False`` keeps the raw features.
 
     Returns:
-        :class:`Embeddings` with the vectors of the readable files in input order.
+        :class:`Embeddings` with the vectors of the readable images in input order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     workers = default_num_workers() if num_workers is None else num_workers
     if workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {workers}")
-    files = paths if isinstance(paths, ImageFiles) else ImageFiles(paths, model.image_size, model.channels)
-    loader = DataLoader(
-        files,
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=collate_files,
-        pin_memory=model.device.type == "cuda",
-    )
+    if isinstance(images, ImageDataset):
+        batches: Iterable = _memory_batches(images, batch_size)
+    else:
+        files = images if isinstance(images, ImageFiles) else ImageFiles(images, model.image_size, model.channels)
+        batches = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate_files,
+                             pin_memory=model.device.type == "cuda")
     vectors, positions, skipped = [], [], []
-    bar = tqdm(total=len(paths), unit="img", desc="embedding", disable=not progress, smoothing=0.1)
+    bar = tqdm(total=len(images), unit="img", desc="embedding", disable=not progress, smoothing=0.1)
     with bar, eval_mode(model):
-        for batch_positions, images, batch_skipped in loader:
-            if images is not None:
-                vectors.append(embed_batch(model, images))
+        for batch_positions, batch, batch_skipped in batches:
+            if batch is not None:
+                vectors.append(embed_batch(model, batch, normalize))
                 positions.append(batch_positions.numpy())
             skipped.extend(batch_skipped)
             bar.update(len(batch_positions) + len(batch_skipped))

@@ -28,7 +28,7 @@ class FeatureExtractor(nn.Module):
         source: the checkpoint file it was loaded from, if any.
 
     Example:
-        >>> encoder = dim.load_encoder("runs/cifar10")
+        >>> encoder = dim.load_features("runs/cifar10")
         >>> batch = torch.stack([encoder.preprocess(Image.open(p)) for p in paths])
         >>> features = encoder(batch)  # (B, feature_dim)
     """

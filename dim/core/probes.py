@@ -211,6 +211,41 @@ def grid_queries(labels: Tensor, rows: int = 10) -> Tensor:
     return order[torch.argsort(rank_in_class, stable=True)][:rows]  # every class's first, then every second...
 
 
+def judge_features(
+    train_features: Tensor,
+    train_labels: Tensor,
+    test_features: Tensor,
+    test_labels: Tensor,
+    num_classes: int,
+    k: int = KNN_K,
+    temperature: float = KNN_TEMPERATURE,
+    linear: bool = False,
+) -> tuple[dict[str, Any], KNNResult]:
+    """The protocol on features already extracted: kNN top-1 (and a linear probe's), train split as memory.
+
+    Shapes:
+        train_features ``(N, F)``, train_labels ``(N,)``, test_features ``(Q, F)``, test_labels ``(Q,)``.
+
+    Returns:
+        ``(summary, knn)``: the summary has ``knn_top1``, ``k``, ``temperature``,
+        ``num_train``, ``num_test`` and, with ``linear``, ``linear_top1``; ``knn``
+        is the :class:`KNNResult` (its neighbours index the training rows).
+    """
+    result = knn_classify(train_features, train_labels, test_features, test_labels, num_classes, k, temperature)
+    summary: dict[str, Any] = {
+        "knn_top1": result.top1,
+        "k": result.k,
+        "temperature": temperature,
+        "num_train": len(train_features),
+        "num_test": len(test_features),
+    }
+    if linear:
+        summary["linear_top1"] = linear_probe(
+            train_features, train_labels.cpu(), test_features, test_labels.cpu(), num_classes
+        )
+    return summary, result
+
+
 def evaluate(
     extractor: FeatureExtractor,
     train_images: Tensor,
@@ -224,7 +259,11 @@ def evaluate(
     grid_path: str | os.PathLike | None = None,
     batch_size: int = 512,
 ) -> dict[str, Any]:
-    """kNN (and optionally linear-probe) accuracy of a feature extractor, train split as memory.
+    """kNN (and optionally linear-probe) accuracy of a feature extractor on images in memory, train split as memory.
+
+    :func:`judge_features` on the extracted features (a trainer's check on
+    images it already holds; a saved run is judged by
+    :func:`dim.core.evaluation.evaluate_knn`, which streams image files).
 
     Args:
         extractor: the features to judge (eval mode).
@@ -233,33 +272,22 @@ def evaluate(
         test_images: uint8 ``(Q, C, H, W)`` query images.
         test_labels: ``(Q,)`` labels of the query images.
         num_classes: number of classes.
-        k: neighbours that vote (200 in the protocol).
-        temperature: T of the vote weight ``exp(cos / T)`` (0.1 in the protocol).
+        k: neighbours that vote (:data:`KNN_K` in the protocol).
+        temperature: T of the vote weight ``exp(cos / T)`` (:data:`KNN_TEMPERATURE` in the protocol).
         linear: also fit a linear probe on the training features.
         grid_path: where to save the neighbour grid of 10 queries (``None``: no grid), see :func:`grid_queries`.
         batch_size: images per forward pass.
 
     Returns:
-        ``knn_top1``, ``k``, ``temperature``, ``num_train``, ``num_test``,
-        ``linear_top1`` (with ``linear``), and ``images_per_s`` of the feature extraction.
+        :func:`judge_features`' summary plus ``images_per_s`` of the feature extraction.
     """
     start = time.perf_counter()
     train_features = extract_features(extractor, train_images, batch_size)  # (N, F)
     test_features = extract_features(extractor, test_images, batch_size)  # (Q, F)
     seconds = time.perf_counter() - start
-    result = knn_classify(train_features, train_labels, test_features, test_labels, num_classes, k, temperature)
-    summary: dict[str, Any] = {
-        "knn_top1": result.top1,
-        "k": result.k,
-        "temperature": temperature,
-        "num_train": len(train_images),
-        "num_test": len(test_images),
-        "images_per_s": (len(train_images) + len(test_images)) / max(seconds, 1e-9),
-    }
-    if linear:
-        summary["linear_top1"] = linear_probe(
-            train_features, train_labels.cpu(), test_features, test_labels.cpu(), num_classes
-        )
+    summary, result = judge_features(train_features, train_labels, test_features, test_labels, num_classes, k,
+                                     temperature, linear)
+    summary["images_per_s"] = (len(train_images) + len(test_images)) / max(seconds, 1e-9)
     if grid_path is not None:
         shown = grid_queries(test_labels)
         save_neighbour_grid(grid_path, test_images[shown], train_images, result.neighbours[shown])

@@ -6,19 +6,22 @@ its checkpoints searchable by declaring a loader in its package metadata,
 under the entry-point group :data:`ENTRY_POINT_GROUP`::
 
     [project.entry-points."dim_toolkit.feature_loaders"]
-    dim = "dim.checkpoint:load_encoder"
+    dim = "dim.checkpoint:load_features"
     mygan = "mygan.checkpoint:load_feature_extractor"
 
 or, at run time, with :func:`register_feature_loader`. A loader is called as
-``loader(path, device=device)`` with the checkpoint file and a
-``torch.device`` and returns the extractor, in eval mode.
+``loader(path, device=device, **options)`` with the checkpoint file, a
+``torch.device`` and the caller's options (DIM's loader takes ``feature``) and
+returns the extractor, in eval mode.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import Any
 
 import torch
 
@@ -72,24 +75,38 @@ def checkpoint_kind(path: str | os.PathLike) -> str:
     return load_checkpoint(path, kind=feature_loader_kinds(), mmap=True)["kind"]
 
 
-def load_feature_extractor(path: str | os.PathLike, device: str | torch.device | None = "auto") -> FeatureExtractor:
+def load_feature_extractor(
+    path: str | os.PathLike, device: str | torch.device | None = "auto", **options: Any
+) -> FeatureExtractor:
     """Load any registered model family's checkpoint as a feature extractor, in eval mode.
 
     Args:
         path: a run directory or its ``checkpoint.pt``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... (``None`` means ``"auto"``).
+        **options: the kind's own loader options (e.g. DIM's ``feature="fc"``);
+            an option the kind's loader does not take is refused.
 
     Returns:
         The extractor on ``device``, with ``source`` set to the checkpoint file.
 
     Raises:
         FileNotFoundError: if there is no checkpoint at ``path``.
-        ValueError: if the file is not a toolkit checkpoint, or its kind has no loader.
+        ValueError: if the file is not a toolkit checkpoint, its kind has no loader,
+            or its loader takes no such option.
     """
     file = checkpoint_file(path)
-    loader = feature_loader(checkpoint_kind(file))
+    kind = checkpoint_kind(file)
+    loader = feature_loader(kind)
+    parameters = list(inspect.signature(loader).parameters.values())[1:]  # after the checkpoint path
+    accepted = [parameter.name for parameter in parameters if parameter.name != "device"]
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
+    unknown = [] if takes_any else [name for name in options if name not in accepted]
+    if unknown:
+        takes = f"its options are {', '.join(accepted)}" if accepted else "it has no options"
+        raise ValueError(f"{file} is a {kind!r} checkpoint, whose feature loader takes no option "
+                         f"{', '.join(unknown)} ({takes}): leave {', '.join(unknown)} out")
     device = select_device("auto" if device is None else str(device))
-    extractor = loader(file, device=device)
+    extractor = loader(file, device=device, **options)
     if extractor.source is None:
         extractor.source = str(file)
     return extractor.to(device).eval()

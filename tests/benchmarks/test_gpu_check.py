@@ -72,7 +72,7 @@ def write_idx(path: Path, magic: int, shape: tuple[int, ...], data: bytes) -> No
 
 
 def test_gzipped_mnist_is_decompressed_for_torchvision(tmp_path, gpu_check):
-    from dim.core.data import load_dataset
+    from dim.core.datasets import load_dataset
 
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

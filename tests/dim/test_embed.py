@@ -1,4 +1,4 @@
-"""`dim.embed.embed` with a checkpoint of another model family, loaded through the registry."""
+"""`dim.embed.embed`: any registered model family, a named split in memory or a folder streamed from its files."""
 
 from __future__ import annotations
 
@@ -38,5 +38,22 @@ def test_another_kind_embeds_through_its_loader(toy_run, tmp_path):
 
 
 def test_a_dim_feature_is_refused_for_another_kind(toy_run, tmp_path):
-    with pytest.raises(ValueError, match="--feature fc picks a DIM encoder's features; .* is a 'toy' checkpoint"):
+    with pytest.raises(ValueError, match="'toy' checkpoint, whose feature loader takes no option feature"):
         embed(toy_run, "shapes", tmp_path / "toy.npy", feature="fc", device="cpu", progress=False)
+
+
+def test_a_folder_is_streamed_and_unreadable_files_are_listed(toy_run, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    (folder / "sub").mkdir(parents=True)
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(folder / "red.png")
+    Image.new("RGB", (10, 20), (0, 0, 255)).save(folder / "sub" / "blue.jpg")
+    (folder / "broken.png").write_bytes(b"not a png")
+    result = embed(toy_run, folder, tmp_path / "out" / "pictures.npy", device="cpu", num_workers=0, progress=False)
+    assert result.count == 2 and [path for path, _ in result.skipped] == ["broken.png"]
+    features = np.load(result.features_path)  # the toy loader's mean colours in [-1, 1]
+    np.testing.assert_allclose(features[0], [1, -1, -1], atol=0.02)
+    rows = [line.split(",") for line in result.csv_path.read_text().splitlines()[1:]]
+    assert [row[0] for row in rows] == ["red.png", "sub/blue.jpg"] and [row[-1] for row in rows] == ["-1", "-1"]
+    np.testing.assert_allclose(np.array([row[1:4] for row in rows], dtype=np.float32), features, atol=1e-6)

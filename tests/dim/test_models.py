@@ -1,7 +1,8 @@
-"""Encoder shapes, the DIM objective and loading a trained encoder."""
+"""Encoder shapes, the model a configuration builds and loading a trained encoder."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
@@ -11,10 +12,7 @@ import dim
 from dim.config import TrainConfig
 from dim.core.atomic import atomic_save
 from dim.core.checkpoint import make_checkpoint
-from dim.mi import LocalSeparableCritic
-from dim.models import Encoder, FeatureHead, downsampling_stages
-from dim.objective import CrossLocationInfoNCE, DeepInfoMax
-from dim.train import build_model
+from dim.models import Encoder, FeatureHead, build_model, downsampling_stages
 
 CHANNELS = {"dcgan": (128, 256, 1024), "resnet18": (256, 512, 512)}  # local, conv, fc
 # size -> (local side, dcgan conv side, resnet18 conv side); 48 and 80 are sizes between the usual ones
@@ -83,15 +81,15 @@ def test_parameters_do_not_grow_with_the_input_size(arch):
 
 
 def test_a_96_px_model_is_built_from_its_config_and_its_checkpoint_loads(tmp_path):
-    config = TrainConfig(dataset="shapes", critic_hidden=16).resolved()
+    config = TrainConfig(dataset="shapes", critic_hidden=16, precision="fp32").resolved()
     model = build_model(config, 3, 96)
     assert model.encoder.local_shape[1:] == (6, 6)
     loss = model.loss(model(torch.randn(2, 3, 96, 96)))
     assert torch.isfinite(loss)
-    state = {"encoder_config": model.encoder.config()}
-    checkpoint = make_checkpoint("dim", {"precision": "fp32"}, 0, {"model": model}, {}, [], state)
+    state = {"encoder_config": model.encoder.config(), "classes": []}
+    checkpoint = make_checkpoint("dim", dataclasses.asdict(config), 0, {"model": model}, {}, [], state)
     atomic_save(checkpoint, tmp_path / "checkpoint.pt")
-    extractor = dim.load_encoder(tmp_path, feature="conv")  # rebuilds the 96-px layout from the stored image_size
+    extractor = dim.load_features(tmp_path, feature="conv")  # rebuilds the 96-px layout from the stored image_size
     assert (extractor.image_size, extractor.feature_dim) == (96, 256 * 3 * 3)
     images = torch.randint(0, 256, (2, 3, 96, 96), dtype=torch.uint8)
     with torch.no_grad():
@@ -115,90 +113,6 @@ def test_encoder_rejects_bad_settings():
         downsampling_stages(0)
     with pytest.raises(ValueError, match="feature"):
         Encoder().features(torch.randn(2, 3, 32, 32), "logits")
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {},
-        {"bound": "infonce", "negatives": "locations", "critic": "separable"},
-        {"bound": "dv", "negatives": "all", "critic": "separable", "alpha": 0.0},
-    ],
-)
-def test_objective_terms(options):
-    torch.manual_seed(0)
-    model = DeepInfoMax(Encoder(), critic_hidden=32, **options)
-    output = model(torch.randn(6, 3, 32, 32))
-    loss = model.loss(output)
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    assert output.local_term is not None and output.local_term.mi.requires_grad is False
-    assert (output.global_term is None) == (options.get("alpha") == 0.0)
-    loss.backward()
-    assert model.encoder.local[0][0].weight.grad is not None
-
-
-def test_two_views_score_each_views_features_against_the_other_views_code():
-    torch.manual_seed(0)
-    model = DeepInfoMax(Encoder(stochastic=False), "infonce", "all", "separable", "none", critic_hidden=16).eval()
-    views = torch.randn(8, 3, 32, 32)  # two views of 4 images: rows 0-3 and 4-7
-    output = model(views, views=2)
-    encoding = model.encoder(views)  # eval mode: each row's encoding does not depend on the others
-    for term, estimator, features in [
-        (output.local_term, model.local_mi, encoding.local),
-        (output.global_term, model.global_mi, encoding.conv.flatten(1)),
-    ]:
-        first = estimator(features[:4], encoding.z[4:])  # view a's features, view b's code
-        second = estimator(features[4:], encoding.z[:4])
-        assert torch.allclose(term.loss, (first.loss + second.loss) / 2, atol=1e-5)
-        assert torch.allclose(term.mi, (first.mi + second.mi) / 2, atol=1e-5)
-    assert not torch.allclose(output.local_term.mi, model(views).local_term.mi)  # one view of 8 images differs
-    with pytest.raises(ValueError, match="views"):
-        model(views, views=3)
-
-
-def test_multi_scale_local_term_averages_the_terms_of_both_maps():
-    torch.manual_seed(0)
-    model = DeepInfoMax(Encoder(stochastic=False), "infonce", "locations", "separable", "none", critic_hidden=16,
-                        local_maps="local+conv").eval()
-    images = torch.randn(5, 3, 32, 32)
-    output = model(images)
-    encoding = model.encoder(images)
-    local = model.local_mi(encoding.local, encoding.z)  # 8x8 positions of C(x)
-    conv = model.conv_local_mi(encoding.conv, encoding.z)  # 4x4 positions of the last conv map, own critic
-    assert model.conv_local_mi.critic is not model.local_mi.critic
-    assert torch.allclose(output.local_term.loss, (local.loss + conv.loss) / 2, atol=1e-5)
-    assert torch.allclose(output.local_term.mi, (local.mi + conv.mi) / 2, atol=1e-5)
-    model.loss(output).backward()
-    assert model.conv_local_mi.critic.x_projection.shortcut.weight.grad is not None
-    assert DeepInfoMax(Encoder(stochastic=False), "infonce", "locations", "separable", "none").conv_local_mi is None
-    with pytest.raises(ValueError, match="local_maps.*local\\+conv"):
-        DeepInfoMax(Encoder(), local_maps="conv")
-    with pytest.raises(ValueError, match="beta=0 turns off; set beta > 0"):
-        DeepInfoMax(Encoder(), alpha=1.0, beta=0.0, local_maps="local+conv")  # a setting with no effect is refused
-
-
-def test_objective_rejects_inconsistent_choices():
-    with pytest.raises(ValueError, match="infonce"):
-        DeepInfoMax(Encoder(), bound="jsd", negatives="locations")
-    with pytest.raises(ValueError, match="log 2"):
-        DeepInfoMax(Encoder(), bound="infonce", negatives="shuffle")
-    with pytest.raises(ValueError, match="stochastic"):
-        DeepInfoMax(Encoder(stochastic=False), prior="kl")
-
-
-def test_cross_location_infonce_matches_a_direct_softmax():
-    torch.manual_seed(0)
-    critic = LocalSeparableCritic(8, 4, embed_dim=5, hidden_dim=6)
-    x, z = torch.randn(3, 8, 2, 2), torch.randn(3, 4)
-    mi = CrossLocationInfoNCE(critic)(x, z).mi
-    scores = critic(x, z)  # (B, B, L)
-    expected = []
-    for i in range(3):
-        negatives = torch.cat([scores[i, j] for j in range(3) if j != i])  # (B-1) * L scores
-        for l in range(4):
-            logits = torch.cat([scores[i, i, l : l + 1], negatives])
-            expected.append(logits[0] - torch.logsumexp(logits, 0))
-    assert torch.allclose(mi, torch.stack(expected).mean() + torch.log(torch.tensor(1.0 + 2 * 4)), atol=1e-5)
 
 
 def test_feature_head_in_bf16_stays_close_to_fp32_and_returns_float32():

@@ -1,7 +1,7 @@
-"""Shared fixtures: tiny synthetic data, small configs and one short offline run on ``shapes``.
+"""Shared fixtures: small configs and trainers, and one short offline run of each objective on ``shapes``.
 
-Runs that load a dataset use 8x8 images, the smallest side the paper's networks take: a 1.5 M-parameter
-model whose checkpoint (with Adam's state) is ~18 MB, where 32x32 gives 17 M parameters and ~200 MB.
+Every run uses 8x8 images, the smallest side the paper's networks take: a 1.5 M-parameter model whose
+checkpoint (with Adam's state) is ~18 MB, where 32x32 gives 17 M parameters and ~200 MB.
 """
 
 from __future__ import annotations
@@ -12,8 +12,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import dim.core.metrics
 from infogan.cli import main
 from infogan.config import TrainConfig
+from infogan.train import Trainer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_curves():
+    """Skip drawing ``curves.png`` at the end of each run (matplotlib's layout takes seconds per run).
+
+    The drawing is :mod:`dim.core.metrics`' and is tested with it (``tests/dim/core/test_metrics.py``).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dim.core.metrics, "plot_curves", lambda metrics_csv, out: None)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -25,38 +38,40 @@ def _few_threads():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture
-def grey_images() -> torch.Tensor:
-    """64 random uint8 28x28 grey images, ``(64, 1, 28, 28)``."""
-    return torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-
-
 TINY_IMAGE_SIZE = 8  # the smallest side the networks take (a multiple of 4, at least 8)
 
 
 @pytest.fixture
-def tiny_grey_images() -> torch.Tensor:
-    """64 random uint8 8x8 grey images, ``(64, 1, 8, 8)``: a ~1.5 M-parameter model instead of ~13 M at 28x28."""
-    generator = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (64, 1, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), dtype=torch.uint8, generator=generator)
-
-
-@pytest.fixture
 def make_config():
-    """Factory of configs: the paper's networks and objective (preset paper), a small batch, every step logged, CPU.
+    """Factory of configs: ``shapes`` (generated offline) at 8x8, the paper's objective, batch 8, CPU.
 
-    A config that names a ``dataset`` loads it at 8x8 unless ``image_size`` is given (configs for
-    :class:`~infogan.train.Trainer` take the size of the images they are handed instead).
+    Four iterations, every step logged, samples and checkpoints every two steps; ``overrides`` win.
     """
 
     def make(**overrides) -> TrainConfig:
-        values = {"preset": "paper", "batch_size": 8, "iterations": 4, "device": "cpu", "log_every": 1, "sample_every": 2,
-                  "checkpoint_every": 2}
-        if "dataset" in overrides:
-            values["image_size"] = TINY_IMAGE_SIZE
+        values = {"dataset": "shapes", "image_size": TINY_IMAGE_SIZE, "preset": "paper", "batch_size": 8,
+                  "iterations": 4, "device": "cpu", "log_every": 1, "sample_every": 2, "checkpoint_every": 2}
         return TrainConfig(**{**values, **overrides})
 
     return make
+
+
+@pytest.fixture
+def build_trainer(tmp_path, make_config):
+    """Factory of trainers on :func:`make_config`'s settings, each in its own run directory under ``tmp_path``.
+
+    ``out`` overrides the directory; every trainer built is closed after the test.
+    """
+    trainers: list[Trainer] = []
+
+    def make(**overrides) -> Trainer:
+        out = str(tmp_path / f"run{len(trainers)}")
+        trainers.append(Trainer(make_config(**{"out": out, **overrides}), progress=False))
+        return trainers[-1]
+
+    yield make
+    for trainer in trainers:
+        trainer.close()
 
 
 def _train_on_one_thread(args: list[str], run_dir: Path) -> Path:

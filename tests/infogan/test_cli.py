@@ -1,4 +1,4 @@
-"""The ``infogan`` commands end to end on the offline ``shapes`` dataset, and the feature extractor."""
+"""The ``infogan`` commands end to end on the offline ``shapes`` dataset."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from dim.core.features import FeatureExtractor
-from dim.core.images import image_to_uint8
-from infogan import load_feature_extractor
 from infogan.checkpoint import load_run
 from infogan.cli import main
 from tests.infogan.conftest import TINY_IMAGE_SIZE
@@ -49,6 +46,12 @@ def test_sample_rejects_an_unknown_code(shapes_run, tmp_path):
     assert result.exit_code != 0 and "c1, c2, c3" in result.output
 
 
+def test_commands_that_take_a_run_name_it_run():
+    for command in ("sample", "eval"):
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and f"Usage: main {command} [OPTIONS] RUN" in result.output
+
+
 def test_train_reports_a_bad_dataset_clearly(tmp_path):
     result = CliRunner().invoke(main, ["train", "no-such-dataset", "--out", str(tmp_path / "run")])
     assert result.exit_code != 0 and "unknown dataset" in result.output
@@ -70,19 +73,6 @@ def test_train_passes_the_extra_terms_and_the_q_options_on(tmp_path):
     run = load_run(run_dir)  # --separate-q: the saved model has a trunk of Q's own, next to D's
     assert run.config.separate_q and run.model.q_trunk is not None
     assert any(name.startswith("q_trunk.") for name in run.model.state_dict())
-
-
-def test_feature_extractor(shapes_run):
-    extractor = load_feature_extractor(shapes_run)
-    assert isinstance(extractor, FeatureExtractor) and not extractor.training
-    assert (extractor.image_size, extractor.channels, extractor.feature_dim) == (TINY_IMAGE_SIZE, 3, 1024)
-    images = torch.randint(0, 256, (5, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE), dtype=torch.uint8)
-    features = extractor(images)
-    assert features.shape == (5, extractor.feature_dim)
-    red = Image.new("RGB", (40, 30), "red")
-    embedded = extractor.embed([red])  # resized and centre-cropped to 8x8 like any input
-    assert embedded.shape == (1, 1024)
-    assert torch.allclose(embedded, extractor(image_to_uint8(red, TINY_IMAGE_SIZE, 3)[None]))
 
 
 def test_eval_of_an_ogan_run_reports_knn_top1(ogan_run):

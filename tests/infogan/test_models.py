@@ -1,4 +1,4 @@
-"""G, D and Q shapes for 28x28 grey and 32x32 colour, and D's grouped BatchNorm."""
+"""G, D and Q shapes for 28x28 grey and 32x32 colour, D's grouped BatchNorm, and building a run's model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import torch
 from torch import nn
 
 from infogan.codes import LatentSpec
-from infogan.models import FEATURE_DIM, InfoGAN, Trunk, batch_norm
+from infogan.config import TrainConfig
+from infogan.models import (
+    FEATURE_DIM,
+    OGAN,
+    InfoGAN,
+    OGANEncoder,
+    Trunk,
+    batch_norm,
+    build_model,
+)
 
 
 @pytest.mark.parametrize("channels, size", [(1, 28), (3, 32)])
@@ -75,3 +84,12 @@ def test_grouped_batch_norm_in_eval_mode_is_plain():
     trunk = Trunk(1, 28).eval()
     images = torch.randn(4, 1, 28, 28)
     torch.testing.assert_close(trunk(images, groups=2), trunk(images))
+
+
+def test_build_model_follows_the_objective_and_the_q_options():
+    infogan = build_model(TrainConfig(separate_q=True, learn_sigma=True).resolved(), 1, 28)
+    assert isinstance(infogan, InfoGAN) and infogan.q_trunk is not None and infogan.learn_sigma
+    assert infogan.spec == LatentSpec()  # the paper's latent space: 62 noise variables, c1 10-way, c2 and c3
+    ogan = build_model(TrainConfig(objective="ogan", noise_dim=16).resolved(), 3, 32)
+    assert isinstance(ogan, OGAN) and isinstance(ogan.encoder, OGANEncoder)
+    assert ogan.encoder(torch.randn(2, 3, 32, 32)).shape == (2, 16)  # E(x): noise_dim values

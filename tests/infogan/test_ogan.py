@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -18,8 +19,8 @@ from dim.core.checkpoint import load_checkpoint
 from infogan.codes import Latent, LatentSpec
 from infogan.config import TrainConfig
 from infogan.models import OGAN
-from infogan.objective import OGANObjective, pearson_correlation
-from infogan.train import Trainer, TrainingDiverged, train
+from infogan.objective import GANBatch, OGANObjective, pearson_correlation
+from infogan.train import TrainingDiverged, train
 from tests.infogan.conftest import TINY_IMAGE_SIZE
 
 # Two rows over D = 3 dimensions, by hand:
@@ -72,8 +73,14 @@ def test_the_losses_are_the_standard_gan_on_the_mean_score_minus_lambda_rho():
     g_adversarial = (softplus(-13 / 3) + softplus(-2)) / 2
     assert (g.adversarial.item(), g.correlation.item()) == pytest.approx((g_adversarial, rho))
     assert g.total.item() == pytest.approx(g_adversarial - 0.5 * rho)
-    with pytest.raises(ValueError, match="no invariance or IIC term"):
-        objective.discriminator(real, fake, latent, warped=fake)
+    # The interface's steps: the same losses, and the values named by metric_names (d_loss | g_loss, corr).
+    batch = GANBatch(real, latent, fake)
+    d_step, g_step = objective.discriminator_step(batch), objective.generator_step(batch)
+    assert d_step.loss.item() == pytest.approx(d_adversarial - 0.5 * rho)
+    assert g_step.loss.item() == pytest.approx(g_adversarial - 0.5 * rho)
+    values = torch.cat([d_step.values, g_step.values]).tolist()
+    assert objective.metric_names == ["d_loss", "g_loss", "corr"]
+    assert values == pytest.approx([d_adversarial, g_adversarial, rho])
 
 
 def test_the_discriminator_scores_an_image_by_the_mean_of_its_encoding():
@@ -97,14 +104,14 @@ def _grad_norms(loss, params):
     return [0.0 if g is None else g.norm().item() for g in grads]
 
 
-def test_the_correlation_trains_g_in_the_g_step_and_e_in_the_d_step(tiny_grey_images, make_config):
-    trainer = Trainer(make_config(objective="ogan", noise_dim=8), tiny_grey_images)
+def test_the_correlation_trains_g_in_the_g_step_and_e_in_the_d_step(build_trainer):
+    trainer = build_trainer(objective="ogan", noise_dim=8)
     model, objective = trainer.model, trainer.objective
     latent = trainer.spec.sample(8)
     fake = model.generator(trainer.spec.generator_input(latent))
     g = objective.generator(fake, latent)
     assert all(n > 0 for n in _grad_norms(g.correlation, model.g_parameters()))
-    real = torch.rand(8, 1, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE) * 2 - 1
+    real = torch.rand(8, 3, TINY_IMAGE_SIZE, TINY_IMAGE_SIZE) * 2 - 1
     total, adversarial = objective.discriminator(real, fake.detach(), latent)
     assert all(n > 0 for n in _grad_norms(adversarial - total, list(model.encoder.head.parameters())))
     values = trainer.train_step()
@@ -113,15 +120,15 @@ def test_the_correlation_trains_g_in_the_g_step_and_e_in_the_d_step(tiny_grey_im
 
 
 def test_configs_fill_in_each_objectives_latent_space():
-    ogan = TrainConfig(objective="ogan")
+    ogan = TrainConfig(objective="ogan").resolved()
     assert (ogan.noise, ogan.categorical, ogan.continuous, ogan.lambda_corr) == ("normal", (), 0, 0.5)
     assert (ogan.lambda_invariance, ogan.lambda_iic) == (0.0, 0.0)  # the preset's terms need a categorical code
     spec = ogan.latent_spec()
     assert spec.input_dim == 62 and spec.code_names == [] and spec.noise_std == 1.0
-    infogan_config = TrainConfig()
+    infogan_config = TrainConfig().resolved()
     assert (infogan_config.noise, infogan_config.categorical, infogan_config.continuous) == ("uniform", (10,), 2)
     assert infogan_config.lambda_corr is None and infogan_config.latent_spec().noise_std == pytest.approx(3 ** -0.5)
-    assert TrainConfig.from_dict(ogan.to_dict()) == ogan  # a saved run keeps its objective
+    assert TrainConfig(**asdict(ogan)).resolved() == ogan  # a saved run keeps its objective
 
 
 @pytest.mark.parametrize(
@@ -141,28 +148,28 @@ def test_configs_fill_in_each_objectives_latent_space():
 )
 def test_bad_configs_are_refused_with_what_to_do(options, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**options)
+        TrainConfig(**options).resolved()
 
 
-def test_fit_writes_the_correlation_samples_reconstructions_and_an_ogan_checkpoint(
-    tmp_path, tiny_grey_images, make_config
-):
-    result = Trainer(make_config(objective="ogan", noise_dim=8), tiny_grey_images, tmp_path).fit(progress=False)
+def test_run_writes_the_correlation_samples_reconstructions_and_an_ogan_checkpoint(build_trainer):
+    trainer = build_trainer(objective="ogan", noise_dim=8)
+    result = trainer.run()
+    run_dir = trainer.run_dir
     assert result.step == 4 and -1 <= result.metrics["corr"] <= 1
-    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert list(rows[0]) == ["step", "d_loss", "g_loss", "corr", "it_per_s"] and len(rows) == 4
-    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
-    assert (tmp_path / "reconstructions.png").is_file()
-    checkpoint = load_checkpoint(tmp_path, "ogan")
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    assert (run_dir / "reconstructions.png").is_file()
+    checkpoint = load_checkpoint(run_dir, "ogan")
     assert checkpoint["step"] == 4 and any(name.startswith("encoder.head") for name in checkpoint["modules"]["model"])
 
 
 def test_resume_is_exact(tmp_path, make_config):
     """4 steps straight == 2 steps, then resume for 2 more; the resumed run is O-GAN without saying so again."""
-    options = {"dataset": "shapes", "objective": "ogan", "noise_dim": 8}
+    options = {"objective": "ogan", "noise_dim": 8}
     straight = train(make_config(out=str(tmp_path / "a"), **options), progress=False)
     half = train(make_config(out=str(tmp_path / "b"), iterations=2, **options), progress=False)
-    resumed = train(make_config(dataset="shapes", out=str(half.run_dir), iterations=4), resume=True, progress=False)
+    resumed = train(make_config(out=str(half.run_dir), iterations=4), resume=True, progress=False)
     a, b = load_checkpoint(straight.run_dir, "ogan"), load_checkpoint(resumed.run_dir, "ogan")
     assert a["step"] == b["step"] == 4 and resumed.steps == 2 and b["config"]["objective"] == "ogan"
     for name, tensor in a["modules"]["model"].items():
@@ -172,8 +179,7 @@ def test_resume_is_exact(tmp_path, make_config):
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
 
 
-def test_nan_stops_an_ogan_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny_grey_images, make_config,
-                                                                   monkeypatch):
+def test_nan_stops_an_ogan_run_and_keeps_the_last_good_checkpoint(build_trainer, monkeypatch):
     calls = []
 
     def poisoned(fake_logits):  # G's loss turns NaN from the third step on
@@ -182,7 +188,7 @@ def test_nan_stops_an_ogan_run_and_keeps_the_last_good_checkpoint(tmp_path, tiny
         return loss * math.nan if len(calls) >= 3 else loss
 
     monkeypatch.setattr(infogan.objective, "generator_loss", poisoned)
-    trainer = Trainer(make_config(objective="ogan", noise_dim=8, iterations=10), tiny_grey_images, tmp_path)
-    with pytest.raises(TrainingDiverged, match=r"diverged by step 3: g_loss=nan.*step 2.*--lambda-corr"):
-        trainer.fit(progress=False)
-    assert load_checkpoint(tmp_path, "ogan")["step"] == 2
+    trainer = build_trainer(objective="ogan", noise_dim=8, iterations=10)
+    with pytest.raises(TrainingDiverged, match=r"diverged by step 3: g_loss=nan.*step 2"):
+        trainer.run()
+    assert load_checkpoint(trainer.run_dir, "ogan")["step"] == 2

@@ -16,7 +16,12 @@ from dim.core.grids import QUERY_BORDER
 from dim.core.images import image_to_uint8, open_image
 from retrieval.cli import main
 from retrieval.lock import IndexLock
-from tests.retrieval.conftest import BAD_FILES, NUM_GOOD_IMAGES, random_image, write_images
+from tests.retrieval.conftest import (
+    BAD_FILES,
+    NUM_GOOD_IMAGES,
+    random_image,
+    write_images,
+)
 
 
 def run(*args: str) -> str:

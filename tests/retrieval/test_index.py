@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dim.core.data import find_images
 from retrieval import ModelMismatchError, ann
-from retrieval.embedding import embed_paths
 from retrieval.index import Index
 from retrieval.store import METADATA_FILE, read_metadata
 from tests.retrieval.conftest import (
@@ -181,16 +179,6 @@ def test_flat_hnsw_and_ivf_agree_on_a_small_set(model, image_dir: Path, tmp_path
         found[kind] = [[hit.path for hit in result.neighbours] for result in index.search(queries, k=5)]
     assert found["hnsw"] == found["flat"]
     assert found["ivf"] == found["flat"]  # a single IVF list at this size: exhaustive
-
-
-def test_workers_decode_the_same_vectors(model, image_dir: Path) -> None:
-    paths = find_images(image_dir)
-    serial = embed_paths(model, paths, batch_size=7, num_workers=0)
-    parallel = embed_paths(model, paths, batch_size=7, num_workers=1)
-    np.testing.assert_array_equal(serial.positions, parallel.positions)
-    np.testing.assert_allclose(serial.vectors, parallel.vectors, atol=1e-6)
-    assert serial.skipped == parallel.skipped and len(serial.skipped) == 3
-    np.testing.assert_allclose(np.linalg.norm(serial.vectors, axis=1), 1.0, atol=1e-5)
 
 
 def test_copied_index_directory_still_finds_images(index: Index, tmp_path: Path, image_dir: Path) -> None:

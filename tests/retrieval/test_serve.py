@@ -138,8 +138,9 @@ def test_images_are_served_by_index_id_only(client, index: Index, duplicates_dir
     with Image.open(io.BytesIO(thumbnail.data)) as picture:
         assert picture.format == "JPEG" and max(picture.size) <= server.THUMBNAIL_SIZE
     (cached,) = (index.directory / server.THUMBNAIL_DIR).iterdir()
-    stamp = cached.stat().st_mtime_ns
-    assert get(client, f"/thumbnails/{image_id}").data == cached.read_bytes() and cached.stat().st_mtime_ns == stamp
+    made = cached.stat()
+    assert get(client, f"/thumbnails/{image_id}").data == cached.read_bytes()
+    assert (cached.stat().st_ino, cached.stat().st_mtime_ns) == (made.st_ino, made.st_mtime_ns)  # not made again
 
 
 @pytest.mark.parametrize("host", ["evil.example:8765", "evil.example", "127.0.0.1:9999", "localhost.evil.example:8765"])
@@ -184,6 +185,17 @@ def test_duplicates_api_returns_the_planted_groups(client, index: Index) -> None
     assert all(group["pairs"][0]["score"] >= 0.95 for group in data["groups"])
     assert get(client, "/api/duplicates?threshold=1.5").status_code == 400
     assert get(client, "/api/duplicates?threshold=-1").get_json()["groups"][0]["size"] == 14
+
+
+def test_a_handler_answers_alone_in_a_request_context(index: Index) -> None:
+    """A handler is a plain function: called in a request context of the app, it reads the app's index."""
+    app = server.create_app(index, "127.0.0.1", 8765)
+    with app.test_request_context("/api/images?folder=copies&per_page=1&page=2", base_url=BASE):
+        assert server.server_state().live.get() is index
+        answer = server.images().get_json()
+    assert (answer["total"], answer["pages"], answer["page"]) == (2, 2, 2)
+    copies = [record.path for record in index.records if record.path.startswith("copies/")]
+    assert [image["path"] for image in answer["images"]] == copies[1:]
 
 
 def test_a_newer_index_written_by_add_is_served(client, index: Index, duplicates_dir: Path) -> None:

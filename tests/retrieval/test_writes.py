@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from retrieval.store import DamagedIndexError
 from tests.retrieval.conftest import NUM_GOOD_IMAGES, tiny_model, write_images
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+DEADLINE_SECONDS = 120  # only a hung test waits this long: every wait below ends on an event
 
 
 @pytest.fixture
@@ -67,21 +69,43 @@ def test_a_stale_lock_is_removed_and_a_foreign_one_is_not(index: Index, image_di
         IndexLock(index.directory, timeout=0.3, on_wait=print).acquire()  # waits, then gives up
 
 
-def test_two_writers_take_turns_and_the_second_adds_only_what_is_new(index: Index, image_dir: Path, capsys) -> None:
+class WatchedStream(io.StringIO):
+    """A ``sys.stderr`` for threads: keeps what is written, and sets ``seen`` once ``text`` appeared ``count`` times."""
+
+    def __init__(self, text: str, count: int) -> None:
+        super().__init__()
+        self.text, self.count = text, count
+        self.seen = threading.Event()
+        self._lock = threading.Lock()
+
+    def write(self, chunk: str) -> int:
+        with self._lock:
+            written = super().write(chunk)
+            if self.getvalue().count(self.text) >= self.count:
+                self.seen.set()
+            return written
+
+
+def test_two_writers_take_turns_and_the_second_adds_only_what_is_new(
+    index: Index, image_dir: Path, monkeypatch
+) -> None:
     """The bug this fixes: two concurrent adds both embedded everything and the last overwrote the other."""
     write_images(image_dir / "more", 4, seed=4, prefix="new")
     writers = [Index.load(index.directory, model=tiny_model()) for _ in range(2)]  # both loaded before either adds
+    waiting = f"waiting for process {os.getpid()}"
+    stderr = WatchedStream(waiting, count=2)
+    monkeypatch.setattr(sys, "stderr", stderr)  # where a waiting writer says so
     summaries = []
-    with IndexLock(index.directory):  # hold both back, so they really run at the same time
+    with IndexLock(index.directory):  # hold both back until both wait, so they really run at the same time
         threads = [threading.Thread(target=lambda w=w: summaries.append(w.add(image_dir, num_workers=0))) for w in writers]
         for thread in threads:
             thread.start()
-        threads[0].join(0.5)
-        assert all(thread.is_alive() for thread in threads)  # both wait for the lock
+        assert stderr.seen.wait(DEADLINE_SECONDS), stderr.getvalue()  # both wait for the lock
     for thread in threads:
-        thread.join(30)
+        thread.join(DEADLINE_SECONDS)
+        assert not thread.is_alive()
     assert sorted(summary.added for summary in summaries) == [0, 4]
-    assert capsys.readouterr().err.count(f"waiting for process {os.getpid()}") == 2
+    assert stderr.getvalue().count(waiting) == 2  # each told once
     reloaded = Index.load(index.directory, model=tiny_model())
     assert len(reloaded) == NUM_GOOD_IMAGES + 4
     assert len({record.path for record in reloaded.records}) == len({record.id for record in reloaded.records}) == 34
@@ -103,7 +127,10 @@ store._move_into_place = move_then_die
 Index.load(sys.argv[1], model=tiny_model()).add(sys.argv[2], num_workers=0)
 """
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, "-c", script, str(index.directory), str(image_dir)], cwd=REPOSITORY, env=env)
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(index.directory), str(image_dir)], cwd=REPOSITORY, env=env,
+        timeout=DEADLINE_SECONDS,
+    )
     assert killed.returncode == -signal.SIGKILL
     holder = read_holder(index.directory / LOCK_FILE)
     assert holder is not None and holder.pid != os.getpid() and holder.is_stale()
@@ -178,7 +205,7 @@ def test_files_of_two_writes_or_damaged_bytes_are_refused(index: Index, image_di
 
 
 def test_readers_never_see_a_half_switched_index(index: Index, image_dir: Path) -> None:
-    counts, errors, done = set(), [], threading.Event()
+    counts, errors, done, reading = set(), [], threading.Event(), threading.Event()
 
     def read() -> None:
         while not done.is_set():
@@ -186,15 +213,18 @@ def test_readers_never_see_a_half_switched_index(index: Index, image_dir: Path) 
                 counts.add(len(Index.load(index.directory, model=index.model)))
             except Exception as error:  # noqa: BLE001 - the test reports any failure
                 errors.append(error)
+            reading.set()
 
     reader = threading.Thread(target=read)
     reader.start()
     try:
+        assert reading.wait(DEADLINE_SECONDS)  # the reader is at work before the first write
         for round_number in range(3):
             write_images(image_dir / f"round{round_number}", 2, seed=10 + round_number, prefix="r")
             index.add(image_dir, num_workers=0)
     finally:
         done.set()
-        reader.join(30)
+        reader.join(DEADLINE_SECONDS)
+    assert not reader.is_alive()
     assert not errors, errors
     assert counts <= {NUM_GOOD_IMAGES + 2 * n for n in range(4)} and counts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -28,3 +30,11 @@ def test_json_is_written_whole_and_replaces_the_old_file(tmp_path):
     atomic_write_json(path, {"knn_top1": 0.5, "classes": ["x"]})
     assert json.loads(path.read_text()) == {"knn_top1": 0.5, "classes": ["x"]}
     assert path.read_text().endswith("\n") and [p.name for p in path.parent.iterdir()] == ["eval_test.json"]
+
+
+def test_the_file_gets_the_mode_of_any_new_file_not_a_private_one(tmp_path):
+    path = tmp_path / "manifest.json"
+    atomic_write_json(path, {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

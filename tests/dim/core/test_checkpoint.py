@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from dim.core.atomic import atomic_save
-from dim.core.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_KEYS, checkpoint_file, load_checkpoint, make_checkpoint
+from dim.core.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_KEYS,
+    checkpoint_file,
+    load_checkpoint,
+    make_checkpoint,
+)
 
 
 def test_make_checkpoint_holds_the_documented_keys_and_round_trips(tmp_path):

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from dim.core.device import adam, autocast, bf16_is_fast, seed_everything, select_device, uses_bf16
+from dim.core.device import (
+    adam,
+    autocast,
+    bf16_is_fast,
+    seed_everything,
+    select_device,
+    uses_bf16,
+)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from dim.config import TrainConfig
 from dim.core.distributed import DistributedContext, init_distributed
 from dim.mi.gather import all_gather_with_local_grad
 from dim.models import Encoder
-from dim.objective import DeepInfoMax
+from dim.objective import DeepInfoMax, build_objective
 from dim.train import Trainer
 
 WORLD_SIZE = 2
@@ -43,8 +43,8 @@ def _objective(gather) -> DeepInfoMax:
     """The same small DIM objective on every call (seeded): in-batch negatives, so nothing is drawn at random."""
     torch.manual_seed(0)
     encoder = Encoder("dcgan", channels=3, image_size=16, z_dim=8, stochastic=False)
-    model = DeepInfoMax(encoder, bound="infonce", negatives="all", critic="separable", prior="none",
-                        critic_hidden=16, gather=gather)
+    config = TrainConfig(bound="infonce", negatives="all", critic="separable", prior="none", critic_hidden=16)
+    model = build_objective(encoder, config.resolved(), gather)
     return model.eval()  # BatchNorm on running statistics: each image's encoding is independent of the others
 
 
