@@ -37,8 +37,8 @@ def evaluate(
 
     Image files are streamed through decoding workers, so a folder of any size
     is judged in flat memory (:func:`dim.core.evaluation.evaluate_knn`). Writes
-    the neighbour grid ``RUN_DIR/knn.png`` and the returned dict as
-    ``RUN_DIR/eval_<split>.json``.
+    the neighbour grid ``RUN/knn.png`` and the returned dict as
+    ``RUN/eval_<split>.json``.
 
     Args:
         run: a run directory or its ``checkpoint.pt``.

@@ -117,13 +117,13 @@ def evaluate(
     confusion_png: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Judge a trained run on a labelled split of its dataset, and save the result as ``RUN_DIR/eval_<split>.json``.
+    """Judge a trained run on a labelled split of its dataset, and save the result as ``RUN/eval_<split>.json``.
 
     An InfoGAN run is judged by the accuracy of its categorical code c1 under
     the Hungarian matching of categories to classes, and its confusion matrix
-    is drawn (default ``RUN_DIR/confusion.png``). An O-GAN run is judged by the
+    is drawn (default ``RUN/confusion.png``). An O-GAN run is judged by the
     weighted kNN top-1 of its encoding E(x) (:func:`dim.core.evaluation.evaluate_knn`,
-    the training split as memory), which draws ``RUN_DIR/knn.png``.
+    the training split as memory), which draws ``RUN/knn.png``.
 
     Args:
         run: the run directory or its ``checkpoint.pt``.

@@ -69,7 +69,7 @@ def evaluate_knn(
 ) -> dict[str, Any]:
     """Weighted kNN top-1 of a run's features on ``split`` of its dataset, the training split as memory.
 
-    Writes the neighbour grid ``RUN_DIR/knn.png`` (10 queries, one per class in
+    Writes the neighbour grid ``RUN/knn.png`` (10 queries, one per class in
     turn, each followed by its 9 nearest training images).
 
     Args:

@@ -100,7 +100,7 @@ def open_run(
     """
     if resume:
         if config.out is None:
-            raise ValueError("resume needs the run directory to continue: pass --out RUN_DIR")
+            raise ValueError("resume needs the run directory to continue: pass --out RUN")
         run_dir = Path(config.out)
         checkpoint = load_checkpoint(run_dir, kind)
         changes = {name: getattr(config, name) for name in resumable}

@@ -1,8 +1,8 @@
-"""benchmarks/gpu_check.py at toy size on the CPU: every figure comes out with its type, as on the GPU machine.
+"""benchmarks/gpu_check.py at toy size on the CPU: every figure comes out with its type, as on a GPU.
 
-The whole-script test hides faiss (a package on the path that fails to import), as it is
-missing on the lent GPU machine: the kNN then searches with torch and the embedding check loads
-``retrieval.embedding`` without the ``retrieval`` package's faiss-backed index.
+The whole-script test hides faiss (a package on the path that fails to import), as it may be
+missing where CUDA is: the kNN then searches with torch, and the embedding check needs only
+``dim.core.embedding``, not the ``retrieval`` package's faiss-backed index.
 """
 
 from __future__ import annotations

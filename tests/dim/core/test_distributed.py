@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,6 @@ from dim.train import Trainer
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 3  # images per rank in the gradient check: 6 in the global batch
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _digest(tensor: torch.Tensor) -> str:
@@ -76,11 +69,11 @@ def _gradient_check(rank: int) -> dict:
             "alone_loss": alone_loss.item(), "grad_differences": differences, "grad_scale": scale}
 
 
-def _worker(rank: int, port: int, data: str, out: str, results: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank))
+def _worker(rank: int, store: str, data: str, out: str, results: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+    # A file store: no port to pick, so no other process can take it between picking and binding.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD_SIZE)
     outcome: dict = {}
     context = init_distributed(torch.device("cpu"))  # joins the existing group
     outcome["context"] = (context.rank, context.world_size, context.enabled, context.is_main)
@@ -123,7 +116,7 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     data, out, results = tmp_path / "images", tmp_path / "run", tmp_path / "results"
     _write_images(data, 40)  # ~36 in the train split: two global batches of 2 x 4
     results.mkdir()
-    mp.spawn(_worker, args=(_free_port(), str(data), str(out), str(results)), nprocs=WORLD_SIZE, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "store"), str(data), str(out), str(results)), nprocs=WORLD_SIZE, join=True)
     outcomes = [torch.load(results / f"{rank}.pt", weights_only=True) for rank in range(WORLD_SIZE)]
 
     for rank, outcome in enumerate(outcomes):
