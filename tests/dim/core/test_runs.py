@@ -47,7 +47,7 @@ def test_a_resumed_run_keeps_its_settings_but_the_resumable_ones(tmp_path):
 
 
 def test_resume_needs_a_directory_of_the_right_kind(tmp_path):
-    with pytest.raises(ValueError, match="--out RUN\b"):
+    with pytest.raises(ValueError, match="--out RUN$"):
         open_run(ToyConfig(), kind="toy", resume=True, resumable=(), from_dict=None)
     with pytest.raises(FileNotFoundError, match="without checkpoint.pt"):
         open_run(ToyConfig(out=str(tmp_path)), kind="toy", resume=True, resumable=(), from_dict=None)
