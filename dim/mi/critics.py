@@ -133,21 +133,32 @@ class _SeparableCritic(_PairCritic):
         self.z_projection = Projection(z_dim, hidden_dim, embed_dim)
 
     def _embed(self, x: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """``g(x)`` as ``(B, L, E)`` and ``h(z)`` as ``(B, E)``; unit vectors over T^(1/2) with a temperature."""
+        """``g(x)`` as ``(B, L, E)`` and ``h(z)`` as ``(B, E)``; unit vectors over T^(1/2) with a temperature.
+
+        The projections run in whatever precision the caller set (bf16 under
+        autocast); their outputs are taken to float32 with autocast off, so the
+        normalisation and the score products are float32 (a bf16 dot product of
+        E terms keeps about 3 significant digits, too few for scores that a
+        log-sum-exp over thousands of pairs compares).
+        """
         gx, hz = self.x_projection(self._positions(x, z)), self.z_projection(z)
-        if self.temperature is None:
-            return gx, hz
-        scale = self.temperature**-0.5  # cos(g, h) / T = (g / |g| / sqrt(T)) . (h / |h| / sqrt(T))
-        return F.normalize(gx, dim=-1) * scale, F.normalize(hz, dim=-1) * scale
+        with torch.autocast(z.device.type, enabled=False):
+            gx, hz = gx.float(), hz.float()
+            if self.temperature is None:
+                return gx, hz
+            scale = self.temperature**-0.5  # cos(g, h) / T = (g / |g| / sqrt(T)) . (h / |h| / sqrt(T))
+            return F.normalize(gx, dim=-1) * scale, F.normalize(hz, dim=-1) * scale
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
-        gx, hz = self._embed(x, z)  # (B, L, E), (B, E)
-        return self._finish(torch.einsum("ie,jle->ijl", hz, gx))  # (B_z, B_x, L)
+        gx, hz = self._embed(x, z)  # (B, L, E), (B, E) float32
+        with torch.autocast(z.device.type, enabled=False):
+            return self._finish(torch.einsum("ie,jle->ijl", hz, gx))  # (B_z, B_x, L) float32
 
     def pairs(self, x: Tensor, z: Tensor, x_index: Tensor) -> Tensor:
-        gx, hz = self._embed(x, z)  # (B, L, E), (B, E)
+        gx, hz = self._embed(x, z)  # (B, L, E), (B, E) float32
         _check_index(x_index, z.shape[0])
-        return self._finish(torch.einsum("ie,ikle->ikl", hz, gx[x_index]))  # (B, K, L)
+        with torch.autocast(z.device.type, enabled=False):
+            return self._finish(torch.einsum("ie,ikle->ikl", hz, gx[x_index]))  # (B, K, L) float32
 
 
 class GlobalConcatCritic(_ConcatCritic):

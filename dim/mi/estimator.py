@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from dim.mi.bounds import BoundOutput
@@ -10,9 +11,11 @@ from dim.mi.bounds import BoundOutput
 class MIEstimator(nn.Module):
     """Estimate I(x; z) on a batch as ``bound(*negatives(critic, x, z))``.
 
-    The bound runs in float32 whatever the critic's precision (e.g. bf16 under
-    autocast): its log-sum-exps and means over thousands of scores would lose
-    the estimate's precision in bf16.
+    The bound runs in float32 with autocast off, whatever the critic's precision
+    (e.g. bf16 under autocast): its log-sum-exps, softplus and means over
+    thousands of scores would lose the estimate's precision in bf16. (The
+    separable critics' score products are float32 too, see
+    :class:`dim.mi.GlobalSeparableCritic`.)
 
     Example:
         >>> term = MIEstimator(LocalConcatCritic(128, 64), ShuffleNegatives(), JensenShannonBound())
@@ -32,4 +35,5 @@ class MIEstimator(nn.Module):
 
     def forward(self, x: Tensor, z: Tensor) -> BoundOutput:
         positive, negative = self.negatives(self.critic, x, z)
-        return self.bound(positive.float(), negative.float())
+        with torch.autocast(z.device.type, enabled=False):
+            return self.bound(positive.float(), negative.float())

@@ -196,3 +196,32 @@ def test_the_objective_does_not_import_the_models_at_run_time():
     # dim.models.build_model imports build_objective: the other way round would be a cycle.
     code = "import sys, dim.objective; print('dim.models' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+@pytest.mark.parametrize("preset", ["best", "su-jianlin"])
+def test_a_bf16_step_stays_finite_on_a_hand_made_batch(preset):
+    """Mixed precision: the encoder in bf16 under autocast, the critics' products and the bounds in fp32.
+
+    The batch is the hard case for bf16 scores: saturated black/white checkerboards and flat images, whose
+    codes (and so their scores) are nearly equal, so the terms live on small differences of large scores.
+    """
+    from dim.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(TrainConfig(preset=preset, critic_hidden=16).resolved(), 3, 32)
+    board = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 * 2.0 - 1  # (32, 32) in {-1, 1}
+    images = torch.stack([board.expand(3, 32, 32), -board.expand(3, 32, 32), torch.ones(3, 32, 32),
+                          -torch.ones(3, 32, 32)] * 2)  # (8, 3, 32, 32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(images)
+            loss = model.loss(output)
+        assert output.encoding.local.dtype == torch.bfloat16  # the encoder did run in bf16
+        terms = [term for term in (output.global_term, output.local_term) if term is not None]
+        assert all(term.loss.dtype == term.mi.dtype == torch.float32 for term in terms)
+        assert torch.isfinite(loss) and all(torch.isfinite(term.mi) for term in terms)
+        optimizer.zero_grad()
+        loss.backward()
+        assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+        optimizer.step()

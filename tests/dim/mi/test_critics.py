@@ -167,3 +167,24 @@ def test_make_critic_names_the_choices():
         make_critic("bilinear", "global", DX, DZ)
     with pytest.raises(ValueError, match="unknown critic scope 'patch'; choose one of global, local"):
         make_critic("concat", "patch", DX, DZ)
+
+
+@pytest.mark.parametrize("temperature", [None, 0.1])
+@pytest.mark.parametrize("local", [False, True])
+def test_separable_scores_are_float32_products_under_bf16_autocast(local, temperature):
+    """The projections may run in bf16; the score products (and normalisation) may not."""
+    torch.manual_seed(0)
+    critic_class = LocalSeparableCritic if local else GlobalSeparableCritic
+    critic = critic_class(CC if local else DX, DZ, embed_dim=64, hidden_dim=32, temperature=temperature)
+    x = 3 * torch.randn((B, CC, H, W) if local else (B, DX))
+    z = 3 * torch.randn(B, DZ)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gx, hz = critic._embed(x, z)
+        scores, pairs = critic(x, z), critic.pairs(x, z, torch.tensor([[1], [2], [0], [1], [0]][:B]))
+    assert gx.dtype == hz.dtype == scores.dtype == pairs.dtype == torch.float32
+    reference = torch.einsum("ie,jle->ijl", hz.double(), gx.double())  # the same embeddings, products in float64
+    reference = reference if local else reference.squeeze(-1)
+    torch.testing.assert_close(scores.double(), reference, rtol=1e-5, atol=1e-5)
+    bf16 = torch.einsum("ie,jle->ijl", hz.bfloat16(), gx.bfloat16()).double()  # what autocast alone would give
+    assert (bf16.squeeze(-1) if not local else bf16).sub(reference).abs().max() > 10 * scores.double().sub(
+        reference).abs().max()

@@ -8,6 +8,8 @@ import torch
 from dim.mi import (
     AllPairsNegatives,
     GlobalConcatCritic,
+    InfoNCEBound,
+    LocalConcatCritic,
     MIEstimator,
     ShuffleNegatives,
     make_bound,
@@ -71,3 +73,17 @@ def test_one_dimensional_gaussian_is_estimated_within_a_tenth_of_a_nat(bound):
 def test_jensen_shannon_with_shuffled_negatives():
     estimate = train_and_estimate("jsd", ShuffleNegatives(num_negatives=4), steps=400, batch=128)
     assert estimate == pytest.approx(TRUE_MI, abs=0.1)
+
+
+def test_the_bound_runs_in_float32_under_bf16_autocast():
+    """Scores in bf16 come out of the critic; the bound's loss and estimate are float32 and match float32's."""
+    torch.manual_seed(0)
+    critic = LocalConcatCritic(8, 4, hidden_dim=16)
+    estimator = MIEstimator(critic, AllPairsNegatives(), InfoNCEBound())
+    x, z = torch.randn(6, 8, 3, 3), torch.randn(6, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = estimator(x, z)
+        positive, negative = AllPairsNegatives()(critic, x, z)
+    assert output.loss.dtype == output.mi.dtype == torch.float32
+    expected = InfoNCEBound()(positive.float(), negative.float())  # outside autocast: float32 throughout
+    torch.testing.assert_close(output.mi, expected.mi)
