@@ -8,6 +8,8 @@ Python API (the ``dim-search`` command line mirrors it)::
     index.add("photos/")                                             # dim-search add
     results = index.search(["photos/cat.jpg"], k=10)                 # dim-search query
     groups = find_duplicates(index, threshold=0.95)                  # dim-search dedup
+    cleanup.apply(index, cleanup.plan_moves(groups), "quarantine/")  # dim-search dedup --move-to
+    cleanup.undo(index)                                              # dim-search undo
 """
 
 from dim import __version__

@@ -12,12 +12,22 @@ errors are ``{"error": message}`` with a 4xx status.
 | ``GET /api/images?folder=F&page=1&per_page=60`` | ``{total, page, per_page, pages, images: [image]}``; ``folder`` includes its sub-folders |
 | ``GET /api/neighbours/ID?k=10`` | ``{query: image, k, results: [image + {rank, score}]}`` |
 | ``POST /api/search?k=10`` (multipart field ``image``) | ``{query: {name}, k, results}`` for an uploaded image |
-| ``GET /api/duplicates?threshold=0.95`` | ``{threshold, groups: [{size, images: [image + {best_score}], pairs}]}`` |
+| ``GET /api/duplicates?threshold=0.95&keep=largest`` | ``{threshold, keep, keep_rules, write, quarantine, exact: [group], near: [group]}`` |
+| ``GET /api/duplicates/histogram`` | ``{bin_width, edges, counts, images}``: each image's nearest-neighbour score |
+| ``POST /api/duplicates/apply`` (JSON ``{threshold, write, groups: [{keep, move}]}``) | ``{moved, groups, images, quarantine, write, undo}`` |
 | ``GET /thumbnails/ID`` | a JPEG thumbnail, made once and cached in ``INDEX_DIR/thumbnails/`` |
 | ``GET /images/ID`` | the original file |
 
 An ``image`` is ``{id, path, folder, thumbnail, original}``: ``path`` as stored
-in the index (relative to its image root), the last two the URLs above.
+in the index (relative to its image root), the last two the URLs above. A
+``group`` is ``{group, kind, size, images: [image + {best_score, file_size, width,
+height, modified, sha256, action}], pairs}`` (:func:`retrieval.dedup.report`).
+
+The apply moves files, so it takes more than the page's other requests: the
+random token of this server, which only its page carries (``<meta
+name="page-token">``), in the ``X-Page-Token`` header; index ids only (the
+quarantine folder is the server's ``--move-to``, never a path from the request);
+the ``write`` the groups were found in, so that nothing is moved on a stale view.
 
 Security, for a page that shows private photos: the server binds 127.0.0.1
 unless told otherwise (and :func:`serve` warns when it is); files are served by
@@ -43,6 +53,7 @@ import io
 import math
 import mimetypes
 import os
+import secrets
 import socket
 import threading
 import time
@@ -62,8 +73,18 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from dim.core.atomic import atomic_write
 from dim.core.images import DECODE_ERRORS, on_background
-from retrieval.dedup import DEFAULT_THRESHOLD, find_duplicates
+from retrieval import cleanup
+from retrieval.dedup import (
+    DEFAULT_THRESHOLD,
+    GROUP_KINDS,
+    DuplicateGroup,
+    ScoreHistogram,
+    find_duplicates,
+    report,
+    score_histogram,
+)
 from retrieval.index import Index, ModelLike, current_write
+from retrieval.lock import IndexLockedError
 from retrieval.store import ImageRecord
 
 DEFAULT_HOST = "127.0.0.1"
@@ -80,6 +101,8 @@ CONTENT_SECURITY_POLICY = (
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 STATIC = Path(__file__).parent / "static"
+TOKEN_HEADER = "X-Page-Token"
+TOKEN_META = '<meta name="page-token" content="">'  # in index.html; filled in by page()
 
 
 class LiveIndex:
@@ -95,7 +118,8 @@ class LiveIndex:
         self.check_interval = check_interval
         self._checked = time.monotonic()
         self._lock = threading.Lock()
-        self._duplicates: dict[tuple[str, float], list[dict[str, Any]]] = {}
+        self._duplicates: dict[tuple[str, float], list[DuplicateGroup]] = {}
+        self._histogram: tuple[str, ScoreHistogram] | None = None  # (write id, histogram)
         self._folders: tuple[str, list[str]] | None = None  # (write id, folder of each record)
         self.model_lock = threading.Lock()  # one forward pass at a time
 
@@ -119,18 +143,24 @@ class LiveIndex:
             self._folders = (write_id, [folder_of(record) for record in index.records])
         return self._folders[1]
 
-    def duplicates(self, index: Index, threshold: float) -> list[dict[str, Any]]:
-        """:func:`~retrieval.dedup.find_duplicates` as JSON, computed once per index and threshold."""
+    def replace(self, index: Index) -> None:
+        """Answer from ``index`` from now on: a write this server made itself."""
+        with self._lock:
+            self._index, self._checked = index, time.monotonic()
+
+    def duplicates(self, index: Index, threshold: float) -> list[DuplicateGroup]:
+        """:func:`~retrieval.dedup.find_duplicates`, computed once per index and threshold."""
         key = (index.manifest["write"]["id"], round(threshold, 6))
         if key not in self._duplicates:
-            groups = find_duplicates(index, threshold)
-            found = []
-            for group in groups:
-                images = [{**image_json(index.record(image.id)), "best_score": image.best_score} for image in group.images]
-                pairs = [{"ids": [a, b], "score": score} for a, b, score in group.pairs]
-                found.append({"size": group.size, "images": images, "pairs": pairs})
-            self._duplicates[key] = found
+            self._duplicates[key] = find_duplicates(index, threshold)
         return self._duplicates[key]
+
+    def histogram(self, index: Index) -> ScoreHistogram:
+        """:func:`~retrieval.dedup.score_histogram`, computed once per index."""
+        write_id = index.manifest["write"]["id"]
+        if self._histogram is None or self._histogram[0] != write_id:
+            self._histogram = (write_id, score_histogram(index))
+        return self._histogram[1]
 
 
 def is_loopback(host: str) -> bool:
@@ -259,12 +289,16 @@ class ServerState:
         hosts: the ``Host`` header values accepted (:func:`allowed_hosts`, lower case).
         origins: the ``Origin`` values a request other than GET may come from.
         url: the page's address, named in refusals.
+        token: the random token the page carries and the apply requires.
+        move_to: the quarantine folder of the duplicates' apply, ``None`` if it is off.
     """
 
     live: LiveIndex
     hosts: frozenset[str]
     origins: frozenset[str]
     url: str
+    token: str
+    move_to: Path | None
 
 
 EXTENSION = "dim_search"
@@ -320,8 +354,12 @@ def server_error(error: Exception) -> tuple[Response, int]:
 
 @blueprint.get("/")
 def page() -> Response:
-    """``GET /``: the page."""
-    return send_file(STATIC / "index.html", mimetype="text/html", max_age=0)
+    """``GET /``: the page, carrying this server's token (never cached)."""
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    html = html.replace(TOKEN_META, TOKEN_META.replace('""', f'"{server_state().token}"'))
+    response = Response(html, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.get("/api/info")
@@ -392,19 +430,100 @@ def search() -> Response:
     return jsonify(query={"name": name}, k=k, results=_results(index, result.neighbours))
 
 
-@blueprint.get("/api/duplicates")
-def duplicates() -> Response:
-    """``GET /api/duplicates?threshold=0.95``: the groups of near-duplicates at a cosine-similarity threshold."""
-    live = server_state().live
-    index = live.get()
-    value = request.args.get("threshold", DEFAULT_THRESHOLD)
+def _threshold(value: Any) -> float:
     try:
         threshold = float(value)
     except (TypeError, ValueError):
         abort(400, description=f"threshold must be a number, got {value!r}")
     if not -1.0 <= threshold <= 1.0:
         abort(400, description=f"threshold is a cosine similarity between -1 and 1, got {threshold}")
-    return jsonify(threshold=threshold, groups=live.duplicates(index, threshold))
+    return threshold
+
+
+@blueprint.get("/api/duplicates")
+def duplicates() -> Response:
+    """``GET /api/duplicates?threshold=0.95&keep=largest``: the duplicate groups, each copy marked keep or move."""
+    state = server_state()
+    index = state.live.get()
+    threshold = _threshold(request.args.get("threshold", DEFAULT_THRESHOLD))
+    keep = request.args.get("keep", cleanup.DEFAULT_KEEP)
+    if keep not in cleanup.KEEP_RULES:
+        abort(400, description=f"keep must be one of {', '.join(cleanup.KEEP_RULES)}, got {keep!r}")
+    groups = state.live.duplicates(index, threshold)
+    found = report(groups, threshold, cleanup.actions(cleanup.plan_moves(groups, keep)))
+    for kind in GROUP_KINDS:
+        for group in found[kind]:  # the path as stored and the URLs, as everywhere in the API
+            group["images"] = [{**image, **image_json(index.record(image["id"]))} for image in group["images"]]
+    return jsonify(
+        **found,
+        keep=keep,
+        keep_rules=list(cleanup.KEEP_RULES),
+        write=index.manifest["write"]["id"],
+        quarantine=None if state.move_to is None else str(state.move_to),
+    )
+
+
+@blueprint.get("/api/duplicates/histogram")
+def duplicates_histogram() -> Response:
+    """``GET /api/duplicates/histogram``: how many images have their nearest neighbour at each score."""
+    live = server_state().live
+    index = live.get()
+    histogram = live.histogram(index)
+    return jsonify(**histogram.to_dict(), images=histogram.total)
+
+
+def _image_id(value: Any, what: str) -> int:
+    """An index id from a JSON body; anything else (a path, a name) is refused with 400."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        abort(400, description=f"{what} must be an image id (a whole number; images are named by id only), "
+                               f"got {value!r}")
+    return value
+
+
+@blueprint.post("/api/duplicates/apply")
+def apply_duplicates() -> Response:
+    """``POST /api/duplicates/apply``: move the copies not kept into the server's quarantine folder.
+
+    The JSON body is ``{threshold, write, groups: [{keep: id, move: [id, ...]}]}``,
+    by index id only; the ``X-Page-Token`` header must carry the page's token.
+    """
+    state = server_state()
+    if not secrets.compare_digest(request.headers.get(TOKEN_HEADER, "").encode(), state.token.encode()):
+        abort(403, description=f"moving files needs the token of the page at {state.url}: reload it and apply there")
+    if state.move_to is None:
+        abort(409, description="this server has no quarantine folder: restart it with "
+                               "`dim-search serve INDEX_DIR --move-to DIR` to move duplicates")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("groups"), list):
+        abort(400, description="send JSON {threshold, write, groups: [{keep: id, move: [id, ...]}]}")
+    threshold = _threshold(body.get("threshold"))
+    choices = []
+    for choice in body["groups"]:
+        if not isinstance(choice, dict) or not isinstance(choice.get("move"), list):
+            abort(400, description=f"each group must be {{keep: id, move: [id, ...]}}, got {choice!r}")
+        choices.append((_image_id(choice.get("keep"), "keep"), [_image_id(i, "move") for i in choice["move"]]))
+    live = state.live
+    index = live.get()
+    if body.get("write") != index.manifest["write"]["id"]:
+        abort(409, description="the index changed since these groups were shown: reload them, then apply")
+    try:
+        decisions = cleanup.decide(live.duplicates(index, threshold), choices)
+    except ValueError as error:
+        abort(400, description=str(error))
+    working = Index.load(index.directory, model=index.model)  # the live one keeps answering meanwhile
+    try:
+        journal = cleanup.apply(working, decisions, state.move_to, wait=False)
+    except (IndexLockedError, ValueError, FileNotFoundError, FileExistsError) as error:
+        abort(409, description=f"nothing was moved: {error}")
+    live.replace(working)
+    return jsonify(
+        moved=0 if journal is None else len(journal.moves),
+        groups=len(decisions),
+        images=len(working),
+        quarantine=str(state.move_to),
+        write=working.manifest["write"]["id"],
+        undo=f"dim-search undo {index.directory}",
+    )
 
 
 @blueprint.get("/thumbnails/<int:image_id>")
@@ -429,7 +548,11 @@ def original(image_id: int) -> Response:
 
 
 def create_app(
-    index: Index | LiveIndex, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, reload_interval: float = 1.0
+    index: Index | LiveIndex,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    reload_interval: float = 1.0,
+    move_to: str | os.PathLike | None = None,
 ) -> Flask:
     """The Flask app of ``dim-search serve``: :data:`blueprint`, answering from ``index``.
 
@@ -438,6 +561,8 @@ def create_app(
         host: the host the server is bound to (for the ``Host`` check).
         port: the port it listens on (for the ``Host`` check).
         reload_interval: seconds between checks for a newer index.
+        move_to: the quarantine folder the duplicates tab's apply moves copies to
+            (:func:`retrieval.cleanup.apply`); ``None`` turns the apply off.
 
     Returns:
         The app; run it with :func:`serve`, or :func:`start_server` in a thread.
@@ -447,19 +572,26 @@ def create_app(
     app.config.update(MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, DEBUG=False, TESTING=False, PROPAGATE_EXCEPTIONS=False)
     app.debug = False
     hosts = frozenset(allowed_hosts(host, port))
+    if move_to is not None:
+        move_to = cleanup.check_quarantine_folder(live.get(), move_to)
     app.extensions[EXTENSION] = ServerState(
-        live=live, hosts=hosts, origins=frozenset(f"http://{name}" for name in hosts), url=page_url(host, port)
+        live=live, hosts=hosts, origins=frozenset(f"http://{name}" for name in hosts), url=page_url(host, port),
+        token=secrets.token_urlsafe(32), move_to=move_to,
     )
     app.register_blueprint(blueprint)
     return app
 
 
 def start_server(
-    index: Index, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, reload_interval: float = 1.0
+    index: Index,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    reload_interval: float = 1.0,
+    move_to: str | os.PathLike | None = None,
 ) -> BaseWSGIServer:
     """Bind a threaded server for :func:`create_app` (``port=0`` picks a free port); call ``serve_forever()``."""
     server = make_server(host, port, lambda environ, start_response: [], threaded=True)
-    server.app = create_app(index, host, server.server_port, reload_interval)
+    server.app = create_app(index, host, server.server_port, reload_interval, move_to)
     return server
 
 
@@ -471,6 +603,7 @@ def serve(
     model: ModelLike | None = None,
     device: str | None = None,
     echo: Callable[[str], None] = print,
+    move_to: str | os.PathLike | None = None,
 ) -> None:
     """Load an index and serve its page until interrupted (what ``dim-search serve`` runs).
 
@@ -482,6 +615,7 @@ def serve(
         model: a copy of the index's checkpoint if it moved (or the model itself).
         device: where to run the model for uploaded queries.
         echo: where messages go.
+        move_to: the quarantine folder of the duplicates tab's apply (``None``: review only).
     """
     if not is_loopback(host):
         echo(
@@ -489,7 +623,7 @@ def serve(
             "can browse and download every indexed image. Use --host only on a network you trust."
         )
     index = Index.load(index_dir, model, device)
-    server = start_server(index, host, port)
+    server = start_server(index, host, port, move_to=move_to)
     url = page_url(host, server.server_port)
     echo(f"serving {len(index)} images of {index_dir} on {url} (Ctrl-C to stop)")
     if open_browser:

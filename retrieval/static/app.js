@@ -1,11 +1,13 @@
 // dim-search serve: the page. Plain DOM code on the JSON API (/api/...), no build step.
-// The view lives in the URL (?id=123&k=20, ?tab=duplicates&threshold=0.9, ?folder=x&page=2),
+// The view lives in the URL (?id=123&k=20, ?tab=duplicates&threshold=0.9&keep=newest, ?folder=x&page=2),
 // so back/forward and shared links work. Text from the index is only ever set as textContent.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const PER_PAGE = 60;
+const TOKEN = document.querySelector('meta[name="page-token"]').content; // required by the apply
 let info = null;
+let review = null; // the duplicates tab: {data, groups, current, keep: Map(group -> id), skip: Set(group)}
 
 function params() {
   return new URLSearchParams(window.location.search);
@@ -30,8 +32,9 @@ async function api(url, options) {
   return body;
 }
 
-function say(text) {
+function say(text, ok = false) {
   $("message").textContent = text || "";
+  $("message").classList.toggle("ok", ok);
 }
 
 function element(tag, className, text) {
@@ -119,24 +122,237 @@ async function renderNeighbours(id) {
   );
 }
 
-async function renderDuplicates() {
-  show("duplicates");
-  const threshold = params().get("threshold") || String(info ? info.default_threshold : 0.95);
-  $("threshold").value = threshold;
-  $("groups-info").textContent = "searching…";
-  const data = await api(`/api/duplicates?threshold=${encodeURIComponent(threshold)}`);
-  $("groups-info").textContent = `${data.groups.length} groups at cosine ≥ ${data.threshold}`;
-  $("groups").replaceChildren(
-    ...data.groups.map((group, number) => {
-      const box = element("div", "group");
-      const best = group.pairs.length ? group.pairs[0].score.toFixed(4) : "";
-      box.append(element("h3", "", `group ${number + 1}: ${group.size} images, best pair ${best}`));
-      const row = element("div", "grid");
-      row.append(...group.images.map((image) => tile(image, image.best_score)));
-      box.append(row);
-      return box;
+function humanSize(size) {
+  if (size === null) return "file gone";
+  if (size < 1000) return `${size} B`;
+  const units = ["kB", "MB", "GB"];
+  let value = size;
+  for (const unit of units) {
+    value /= 1000;
+    if (value < 1000 || unit === "GB") return `${value.toFixed(1)} ${unit}`;
+  }
+  return "";
+}
+
+function localDate(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const two = (number) => String(number).padStart(2, "0");
+  const day = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}`;
+  return `${day} ${two(date.getHours())}:${two(date.getMinutes())}`;
+}
+
+function drawHistogram(histogram, threshold) {
+  const top = Math.log10(1 + Math.max(1, ...histogram.counts));
+  let over = 0;
+  $("histogram-bars").replaceChildren(
+    ...histogram.counts.map((count, bin) => {
+      const low = histogram.edges[bin];
+      const bar = element("div", "bar");
+      bar.style.height = `${(100 * Math.log10(1 + count)) / top}%`;
+      if (low >= threshold - 1e-9) {
+        bar.classList.add("over");
+        over += count;
+      }
+      bar.title = `${low.toFixed(2)} to ${histogram.edges[bin + 1].toFixed(2)}: ${count} images`;
+      bar.addEventListener("click", () => navigate({ threshold: low.toFixed(2) }));
+      return bar;
     })
   );
+  $("histogram-caption").textContent =
+    `Each image's nearest-neighbour score, ${histogram.edges[0].toFixed(2)} to 1 (count on a log scale): ` +
+    `${over} of ${histogram.images} images at or above ${threshold}. Click a bar to set the threshold there.`;
+}
+
+function keeperOf(group) {
+  return review.keep.get(group.group);
+}
+
+function movesOf(group) {
+  return group.images.filter((image) => image.id !== keeperOf(group) && image.file_size !== null);
+}
+
+function copyTile(group, image, position) {
+  const node = element("figure", "tile copy");
+  node.dataset.id = image.id;
+  const picture = element("img");
+  picture.src = image.thumbnail;
+  picture.alt = image.path;
+  node.append(picture);
+  const caption = element("figcaption", "path");
+  caption.append(element("span", "key", position < 9 ? String(position + 1) : ""), element("span", "role"));
+  caption.append(element("span", "score", image.best_score.toFixed(4)), element("br"));
+  caption.append(element("span", "name", image.path), element("br"));
+  const size = image.width === null ? "?" : `${image.width}×${image.height}`;
+  caption.append(element("span", "facts", `${size} · ${humanSize(image.file_size)}`), element("br"));
+  caption.append(element("span", "facts", localDate(image.modified)));
+  const twin = group.kind === "near" && image.sha256 && group.images.find((other) => other.sha256 === image.sha256);
+  if (twin && twin.id !== image.id) {
+    caption.append(element("br"), element("span", "same", `same bytes as copy ${group.images.indexOf(twin) + 1}`));
+  }
+  node.append(caption);
+  node.title = image.path;
+  node.addEventListener("click", () => {
+    review.current = review.groups.indexOf(group);
+    chooseKeeper(position);
+  });
+  return node;
+}
+
+function groupBox(group) {
+  const box = element("div", "group");
+  box.dataset.group = group.group;
+  const what = group.kind === "exact" ? "same bytes" : `best pair ${group.pairs[0].score.toFixed(4)}`;
+  const heading = element("h3", "", `group ${group.group} · ${group.size} copies · ${what} `);
+  heading.append(element("span", "status"));
+  const row = element("div", "grid");
+  row.append(...group.images.map((image, position) => copyTile(group, image, position)));
+  box.append(heading, row);
+  return box;
+}
+
+function updateReview() {
+  let copies = 0;
+  review.groups.forEach((group, number) => {
+    const box = document.querySelector(`#groups .group[data-group="${group.group}"]`);
+    const skipped = review.skip.has(group.group);
+    box.classList.toggle("current", number === review.current);
+    box.classList.toggle("skipped", skipped);
+    for (const node of box.querySelectorAll(".copy")) {
+      const image = group.images.find((candidate) => String(candidate.id) === node.dataset.id);
+      const role = skipped ? "" : image.id === keeperOf(group) ? "keep" : image.file_size === null ? "" : "move";
+      node.classList.toggle("keep", role === "keep");
+      node.classList.toggle("move", role === "move");
+      node.querySelector(".role").textContent = role;
+    }
+    box.querySelector(".status").textContent = skipped ? "· skipped: nothing moves" : "";
+    if (!skipped) copies += movesOf(group).length;
+  });
+  const groups = review.groups.filter((group) => !review.skip.has(group.group) && movesOf(group).length).length;
+  $("apply-moves").textContent = `Apply… (${copies} copies)`;
+  $("apply-moves").disabled = !review.data.quarantine || !groups;
+}
+
+function focusGroup(step) {
+  review.current = Math.min(review.groups.length - 1, Math.max(0, review.current + step));
+  updateReview();
+  const box = document.querySelector(`#groups .group[data-group="${review.groups[review.current].group}"]`);
+  box.scrollIntoView({ block: "nearest" });
+}
+
+function chooseKeeper(position) {
+  const group = review.groups[review.current];
+  const image = group.images[position];
+  if (!image) return;
+  if (image.file_size === null) {
+    say(`${image.path} is gone; keep another copy`);
+    return;
+  }
+  review.keep.set(group.group, image.id);
+  review.skip.delete(group.group);
+  updateReview();
+}
+
+function shiftKeeper(step) {
+  const group = review.groups[review.current];
+  const position = group.images.findIndex((image) => image.id === keeperOf(group));
+  chooseKeeper((position + step + group.images.length) % group.images.length);
+}
+
+function toggleSkip() {
+  const group = review.groups[review.current].group;
+  if (review.skip.has(group)) review.skip.delete(group);
+  else review.skip.add(group);
+  updateReview();
+}
+
+function askToApply() {
+  if (!review.data.quarantine) {
+    say("this server moves nothing: start it with `dim-search serve INDEX_DIR --move-to DIR` to apply");
+    return;
+  }
+  if ($("apply-moves").disabled) return;
+  const chosen = review.groups.filter((group) => !review.skip.has(group.group) && movesOf(group).length);
+  const copies = chosen.reduce((total, group) => total + movesOf(group).length, 0);
+  $("confirm-text").textContent =
+    `Move ${copies} copies from ${chosen.length} groups to ${review.data.quarantine}? The copy marked keep ` +
+    `stays in each group; skipped groups stay as they are. \`dim-search undo\` puts every file back.`;
+  $("confirm").returnValue = "";
+  $("confirm").showModal();
+}
+
+async function applyMoves() {
+  const groups = review.groups
+    .filter((group) => !review.skip.has(group.group) && movesOf(group).length)
+    .map((group) => ({ keep: keeperOf(group), move: movesOf(group).map((image) => image.id) }));
+  say("moving…", true);
+  try {
+    const result = await api("/api/duplicates/apply", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Page-Token": TOKEN },
+      body: JSON.stringify({ threshold: review.data.threshold, write: review.data.write, groups }),
+    });
+    await renderDuplicates();
+    say(`moved ${result.moved} copies from ${result.groups} groups to ${result.quarantine}; ` +
+        `\`${result.undo}\` puts them back`, true);
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+function onReviewKey(event) {
+  if ($("duplicates").hidden || !review || !review.groups.length || $("confirm").open) return;
+  if (event.altKey || event.ctrlKey || event.metaKey || event.target.closest("input, select, textarea")) return;
+  const keys = {
+    j: () => focusGroup(1), ArrowDown: () => focusGroup(1), k: () => focusGroup(-1), ArrowUp: () => focusGroup(-1),
+    ArrowRight: () => shiftKeeper(1), ArrowLeft: () => shiftKeeper(-1), s: toggleSkip, a: askToApply,
+  };
+  if (keys[event.key]) keys[event.key]();
+  else if (/^[1-9]$/.test(event.key)) chooseKeeper(parseInt(event.key, 10) - 1);
+  else return;
+  event.preventDefault();
+}
+
+async function renderDuplicates() {
+  show("duplicates");
+  const query = params();
+  const threshold = query.get("threshold") || String(info ? info.default_threshold : 0.95);
+  $("threshold").value = threshold;
+  $("groups-info").textContent = "searching…";
+  const search = new URLSearchParams({ threshold });
+  if (query.get("keep")) search.set("keep", query.get("keep"));
+  const [data, histogram] = await Promise.all([
+    api(`/api/duplicates?${search}`),
+    api("/api/duplicates/histogram"),
+  ]);
+  if (!$("keep").options.length) {
+    for (const rule of data.keep_rules) $("keep").append(element("option", "", rule));
+  }
+  $("keep").value = data.keep;
+  drawHistogram(histogram, data.threshold);
+  const groups = [...data.exact, ...data.near];
+  review = { data, groups, current: 0, keep: new Map(), skip: new Set() };
+  for (const group of groups) {
+    const keeper = group.images.find((image) => image.action === "keep");
+    if (keeper) review.keep.set(group.group, keeper.id);
+    else review.skip.add(group.group); // no copy left to keep
+  }
+  $("groups-info").textContent =
+    `${data.exact.length} groups of exact duplicates, ` +
+    `${data.near.length} of near-duplicates (cosine ≥ ${data.threshold})`;
+  const sections = [];
+  for (const [kind, title] of [["exact", "Exact duplicates (same bytes)"], ["near", "Near-duplicates"]]) {
+    if (!data[kind].length) continue;
+    const row = element("div", "kind-groups");
+    row.append(...data[kind].map(groupBox));
+    sections.push(element("h2", "section-title", title), row);
+  }
+  $("groups").replaceChildren(...sections);
+  $("apply-moves").title = data.quarantine
+    ? `moves the copies not kept to ${data.quarantine}`
+    : "start the server with --move-to DIR to move copies";
+  if (groups.length) updateReview();
+  else $("apply-moves").disabled = true;
 }
 
 async function searchUpload(file) {
@@ -187,6 +403,12 @@ async function start() {
   $("tab-browse").addEventListener("click", () => navigate({ tab: null, id: null, upload: null }));
   $("tab-duplicates").addEventListener("click", () => navigate({ tab: "duplicates", id: null, upload: null }));
   $("apply-threshold").addEventListener("click", () => navigate({ threshold: $("threshold").value }));
+  $("keep").addEventListener("change", () => navigate({ keep: $("keep").value }));
+  $("apply-moves").addEventListener("click", askToApply);
+  $("confirm").addEventListener("close", () => {
+    if ($("confirm").returnValue === "move") applyMoves();
+  });
+  document.addEventListener("keydown", onReviewKey);
   $("upload").addEventListener("change", (event) => searchUpload(event.target.files[0]));
   $("home").addEventListener("click", (event) => {
     event.preventDefault();

@@ -180,11 +180,11 @@ def test_debug_is_off_and_failures_do_not_show_tracebacks(index: Index, monkeypa
 def test_duplicates_api_returns_the_planted_groups(client, index: Index) -> None:
     data = get(client, "/api/duplicates").get_json()
     assert data["threshold"] == 0.95
-    found = {frozenset(image["path"] for image in group["images"]) for group in data["groups"]}
-    assert found == {frozenset(pair) for pair in PLANTED_DUPLICATES.items()}
-    assert all(group["pairs"][0]["score"] >= 0.95 for group in data["groups"])
+    found = {frozenset(image["path"] for image in group["images"]) for group in data["near"]}
+    assert found == {frozenset(pair) for pair in PLANTED_DUPLICATES.items()} and data["exact"] == []
+    assert all(group["pairs"][0]["score"] >= 0.95 for group in data["near"])
     assert get(client, "/api/duplicates?threshold=1.5").status_code == 400
-    assert get(client, "/api/duplicates?threshold=-1").get_json()["groups"][0]["size"] == 14
+    assert get(client, "/api/duplicates?threshold=-1").get_json()["near"][0]["size"] == 14
 
 
 def test_a_handler_answers_alone_in_a_request_context(index: Index) -> None:
@@ -225,7 +225,7 @@ def test_serve_binds_loopback_by_default_and_warns_for_other_hosts(index: Index,
             pass
 
     hosts = []
-    monkeypatch.setattr(server, "start_server", lambda index_, host, port: hosts.append(host) or Stopped())
+    monkeypatch.setattr(server, "start_server", lambda index_, host, port, **options: hosts.append(host) or Stopped())
     for host in ("127.0.0.1", "0.0.0.0"):
         messages: list[str] = []
         server.serve(index.directory, host=host, model=index.model, echo=messages.append)
