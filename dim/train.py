@@ -29,8 +29,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +44,7 @@ from tqdm import tqdm
 
 from dim.augment import augment
 from dim.checkpoint import KINDS
-from dim.config import RESUMABLE, TrainConfig
+from dim.config import PRESETS, RESUMABLE, TrainConfig
 from dim.core.atomic import atomic_save
 from dim.core.checkpoint import make_checkpoint
 from dim.core.datasets import image_files, load_dataset
@@ -51,7 +55,7 @@ from dim.core.distributed import (
     process_device,
     shutdown_distributed,
 )
-from dim.core.files import ImageFiles, collate_files, default_num_workers
+from dim.core.files import ImageFiles, collate_files, default_num_workers, find_images, median_shorter_side
 from dim.core.images import normalize_images
 from dim.core.memory import ImageDataset, fits_in_memory
 from dim.core.metrics import MetricsLog, MetricWindow
@@ -64,6 +68,9 @@ from dim.objective import AdversarialPrior
 logger = logging.getLogger(__name__)
 
 KIND = KINDS[0]  # the kind of the checkpoints this trainer writes
+FOLDER_IMAGE_SIZES = (32, 64, 96)  # the training sizes train_folder chooses from
+FOLDER_PRESET = "best"  # the recipe train_folder trains with
+MIN_FOLDER_STEPS_PER_EPOCH = 4  # train_folder's batch leaves at least this many steps between checkpoints
 # Statistics accumulated on the device each step, in this order.
 STATS = ("loss", "global_loss", "local_loss", "prior", "global_mi", "local_mi")
 
@@ -254,12 +261,12 @@ class Trainer:
         self.model.train()
         start, done = time.perf_counter(), 0
         clock = self.train_seconds  # training seconds so far, rank 0's, so every process stops at the same step
-        batches = self._batches(order, steps)
+        batches = self.batches(order, steps)
         for _ in range(steps):
             if config.time_limit is not None and clock >= 60 * config.time_limit:
                 break
             self._set_learning_rate(clock)
-            window.add(self._train_step(next(batches)))
+            window.add(self.train_step(next(batches)))
             self.batch, self.step, done = self.batch + 1, self.step + 1, done + 1
             bar.update()
             if done % config.log_every == 0:
@@ -276,7 +283,7 @@ class Trainer:
             self.epoch, self.batch = self.epoch + 1, 0
         return totals, done * self.global_batch, seconds
 
-    def _batches(self, order: Tensor, steps: int) -> Iterator[Tensor]:
+    def batches(self, order: Tensor, steps: int) -> Iterator[Tensor]:
         """This process's next ``steps`` uint8 ``(B, C, H, W)`` batches of the epoch ``order``, on the device.
 
         Batch ``b`` of the epoch is ``order[(b * world_size + rank) * B :][:B]``,
@@ -343,7 +350,7 @@ class Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = lr
 
-    def _train_step(self, batch: Tensor) -> Tensor:
+    def train_step(self, batch: Tensor) -> Tensor:
         """One optimiser step on uint8 ``(B, C, H, W)``; returns the :data:`STATS` as a device tensor."""
         images = normalize_images(batch)  # (B, C, H, W) in [-1, 1]
         images = torch.cat([augment(images, self.config.augment) for _ in range(self.config.views)])  # (V*B, C, H, W)
@@ -447,3 +454,119 @@ class Trainer:
         if self.metrics is not None:
             self.metrics.close()
         shutdown_distributed(self.context)
+
+
+def folder_image_size(median_side: int | None) -> int:
+    """The training size for images whose median shorter side is ``median_side`` px.
+
+    The largest of :data:`FOLDER_IMAGE_SIZES` not above ``median_side``, so the
+    images are reduced, never enlarged; the smallest for smaller images (or when
+    no image could be opened, ``None``).
+    """
+    fitting = [size for size in FOLDER_IMAGE_SIZES if median_side is not None and size <= median_side]
+    return max(fitting, default=FOLDER_IMAGE_SIZES[0])
+
+
+def train_folder(
+    folder: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    minutes: float,
+    max_steps: int | None = None,
+    image_size: int | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> Path:
+    """Train a DIM encoder on a folder of images with the best preset, for a time budget.
+
+    What ``dim-search build FOLDER`` runs when it is given no model: the trainer
+    of kind ``dim`` in :mod:`dim.core.registry` (entry point ``dim_toolkit.trainers``).
+    It trains on the folder's training split (:func:`dim.core.files.list_folder_split`:
+    a ``train/`` sub-folder, else about 9 in 10 files), labels or not, with the
+    :data:`FOLDER_PRESET` preset; the learning rate decays to zero on a cosine over
+    the budget (``minutes`` of training, or ``max_steps`` steps if that comes first).
+    The batch is the preset's (128), smaller for small folders so that an epoch
+    (which ends with a checkpoint) has at least :data:`MIN_FOLDER_STEPS_PER_EPOCH`
+    steps. There is no kNN check, so no labels are needed.
+
+    With ``progress``, one line on stderr says what is trained and at which size,
+    and bars follow the decoding of the images and the budget.
+
+    Args:
+        folder: the image folder (searched recursively).
+        out: the new run directory (it must not hold a checkpoint yet).
+        minutes: the training budget, in minutes (positive).
+        max_steps: stop after this many optimiser steps, if sooner (``None``: no step limit).
+        image_size: side of the training images; ``None`` chooses it from the images
+            (:func:`folder_image_size` of their median shorter side).
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        progress: show the line and the bars.
+
+    Returns:
+        The run directory ``out``, with ``checkpoint.pt`` and ``config.json``.
+
+    Raises:
+        ValueError: for a budget that is not positive, a folder without images, or
+            fewer than 2 training images (a batch needs negatives).
+    """
+    if not minutes > 0:
+        raise ValueError(f"minutes must be positive, got {minutes}")
+    root = str(Path(folder).absolute())  # a path, never taken for a dataset name such as "shapes"
+    how = "as asked"
+    if image_size is None:
+        median_side = median_shorter_side(find_images(root))
+        image_size = folder_image_size(median_side)
+        how = f"chosen from the images: their median shorter side is {median_side} px"
+    images = len(image_files(root, "train", image_size=image_size))
+    if images < 2:
+        raise ValueError(f"{folder} has {images} training images; training needs at least 2 (negatives come from "
+                         "the batch): add images, or use a model trained elsewhere")
+    batch_size = min(PRESETS[FOLDER_PRESET]["batch_size"], max(2, images // MIN_FOLDER_STEPS_PER_EPOCH))
+    config = TrainConfig(
+        dataset=root, image_size=image_size, out=str(out), preset=FOLDER_PRESET, batch_size=batch_size,
+        epochs=sys.maxsize, time_limit=minutes, max_steps=max_steps, knn=False, device=device,
+    )
+    if progress:
+        steps = "" if max_steps is None else f" or {max_steps} steps"
+        tqdm.write(f"training a DIM encoder (preset {FOLDER_PRESET}, batch {batch_size}) on {images:,} images of "
+                   f"{folder} at {image_size} px ({how}) for {minutes:g} min{steps}, into {out}", file=sys.stderr)
+    trainer = Trainer(config, progress=progress)  # progress: the bar of decoding the images into memory
+    trainer.progress = False  # the epochs of a small folder are short: one bar for the whole budget instead
+    try:
+        _run_with_budget_bar(trainer, progress)
+    finally:
+        trainer.close()
+    return Path(trainer.run_dir)
+
+
+def _run_with_budget_bar(trainer: Trainer, progress: bool) -> TrainResult:
+    """``trainer.run()`` under one bar of the budget used (:meth:`Trainer.budget_used`), read twice a second.
+
+    The trainer counts its training seconds at the end of each epoch (checkpoints
+    and evaluation do not count); between two ends the bar adds the time since the last.
+    """
+    bar = tqdm(total=100, desc="training", disable=not progress, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+    finished = threading.Event()
+
+    def follow() -> None:
+        counted, counted_at = trainer.train_seconds, time.perf_counter()
+        while not finished.wait(0.5):
+            now = time.perf_counter()
+            if trainer.train_seconds != counted:  # an epoch ended
+                counted, counted_at = trainer.train_seconds, now
+            bar.n = min(99.0, 100 * trainer.budget_used(counted + now - counted_at))  # 100 when it has ended
+            bar.set_postfix(step=trainer.step)  # refreshes the bar
+
+    watcher = threading.Thread(target=follow, name="training-bar", daemon=True)
+    if progress:
+        watcher.start()
+    try:
+        return trainer.run()
+    finally:
+        finished.set()
+        if progress:
+            watcher.join()
+            bar.n = 100
+            bar.set_postfix(step=trainer.step)
+        bar.close()
