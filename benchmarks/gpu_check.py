@@ -118,8 +118,8 @@ from PIL import Image
 
 from dim.config import TrainConfig
 from dim.core.device import select_device
-from dim.core.embedding import embed_batch, embed_images, eval_mode
-from dim.core.files import default_num_workers, find_images
+from dim.core.embedding import decoding_split, embed_batch, embed_images, eval_mode
+from dim.core.files import find_images
 from dim.core.shapes import make_shapes
 from dim.models import Encoder, feature_extractor
 
@@ -410,7 +410,7 @@ def run_embedding(args: argparse.Namespace, data: dict[str, Path], device: torch
     # An untrained encoder, wrapped as dim.load_features wraps a trained one: the speed does not depend on training.
     model = feature_extractor(Encoder(arch, 3, 32, 64)).to(device)
     batch_size = args.embed_batch_size
-    workers = default_num_workers()  # what Index.build (dim-search build) uses by default
+    _, workers = decoding_split()  # what Index.build (dim-search build) uses by default
     embed_images(model, paths, batch_size, workers)  # warm-up: page cache, kernels, worker start-up
     rates = []
     for _ in range(3):

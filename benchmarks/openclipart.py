@@ -1,9 +1,9 @@
-"""Benchmark: DIM on Openclipart, a real categorised collection of CLIPART (drawings, not photos).
+"""Benchmark: search features trained by ``dim-search build``'s one command on Openclipart CLIPART (not photos).
 
 Usage:
     apt-get install openclipart-png                                   # Debian's package, public domain
-    python benchmarks/openclipart.py --out runs/bench-openclipart --minutes 10 --json
-    python benchmarks/openclipart.py --out /tmp/openclipart-smoke --minutes 0.1 --sizes 32 --threads 1  # smoke test
+    python benchmarks/openclipart.py --out runs/bench-openclipart --minutes 5 --sizes 64,96 --json
+    python benchmarks/openclipart.py --out /tmp/openclipart-smoke --minutes 0.1 --sizes 32   # smoke test
 
 The data is Debian's ``openclipart-png``: 8,121 PNG listings under
 ``/usr/share/openclipart/png/<category>/...`` in 22 top-level categories (many in
@@ -22,16 +22,22 @@ and cached. The first decode is slow: 12 drawings are 105-170 megapixels and PNG
 have no reduced-scale decoding (they are box-reduced right after decoding); 3 more
 exceed PIL's decompression-bomb limit and are skipped, and reported.
 
-For each ``--sizes`` entry, two rows on the test split with the training split as memory:
+For each ``--sizes`` entry, three rows on the test split with the training split as memory:
 
-* ``dim``: ``dim train`` (the best preset) at that image size for ``--minutes`` of training; its code z;
+* ``dim``: the one command ``dim-search build SPLIT --index RUN/index --image-size SIZE --train-minutes
+  MINUTES`` (run as a separate process): it trains a DIM encoder on the split's training images (the
+  best preset, :func:`dim.train.train_folder`), keeps it in ``RUN/index/model`` and indexes the
+  folder; the row judges that model's code z. Without ``--image-size`` the command would choose 96 px
+  for this collection (the largest of 32, 64 and 96 px not above the median shorter side, printed);
+* ``random``: the same encoder architecture at that size, randomly initialised (seed ``--seed``), untrained;
 * ``pixels``: the images themselves, flattened and scaled to [-1, 1], no training.
 
 Each row reports the weighted kNN top-1 (the protocol of :mod:`dim.core.probes`,
 T = 0.1, with ``--k`` neighbours: 20 by default rather than the protocol's 200,
 which is more than the training images of 13 of the 20 kept categories), the
 precision@10 (the fraction of each test image's 10 nearest training images by cosine
-similarity that share its category) and, for DIM, the training images/s and steps.
+similarity that share its category) and, for DIM, the training images/s, the steps and the
+minutes the whole command took (training and indexing).
 Each run folder also gets ``knn.png`` (test images and their 9 nearest training
 images). A run folder that already holds ``benchmark.json`` is read back, not
 retrained. With ``--json`` the last line printed is a JSON list, one object per row.
@@ -40,9 +46,12 @@ retrained. With ``--json`` the last line printed is a JSON list, one object per 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +59,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dim.config import TrainConfig
 from dim.core.atomic import atomic_write
 from dim.core.datasets import load_dataset
 from dim.core.files import find_images
@@ -62,7 +70,8 @@ from dim.core.probes import (
     save_neighbour_grid,
 )
 from dim.core.registry import load_feature_extractor
-from dim.train import train
+from dim.models import Encoder, feature_extractor
+from retrieval.index import MODEL_DIR
 
 DEFAULT_SOURCE = "/usr/share/openclipart/png"
 MIN_IMAGES = 10  # categories with fewer files are dropped
@@ -164,20 +173,40 @@ def judge(train_features: Tensor, test_features: Tensor, train_set: ImageDataset
 
 def run_dim(run_dir: Path, split_dir: Path, size: int, args: argparse.Namespace, train_set: ImageDataset,
             test_set: ImageDataset) -> dict[str, Any]:
-    """Train DIM at ``size`` px for the budget and judge its code z."""
-    config = TrainConfig(dataset=str(split_dir), image_size=size, time_limit=args.minutes, epochs=1000, knn=False,
-                         out=str(run_dir), threads=args.threads, seed=args.seed)
-    result = train(config)
-    extractor = load_feature_extractor(run_dir)
+    """Run ``dim-search build`` without a model at ``size`` px for the budget and judge the code z it trained."""
+    index_dir = run_dir / "index"
+    shutil.rmtree(index_dir, ignore_errors=True)  # left by an interrupted run
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "retrieval.cli", "build", str(split_dir), "--index", str(index_dir),
+                    "--image-size", str(size), "--train-minutes", f"{args.minutes:g}"], check=True)
+    command_minutes = (time.perf_counter() - start) / 60
+    model_dir = index_dir / MODEL_DIR
+    extractor = load_feature_extractor(model_dir)
     if extractor.image_size != size:
-        raise RuntimeError(f"{run_dir} holds a model for {extractor.image_size} px images, not {size} px")
+        raise RuntimeError(f"{model_dir} holds a model for {extractor.image_size} px images, not {size} px")
     features = [extract_features(extractor, dataset.images) for dataset in (train_set, test_set)]
-    seconds = sum(row["seconds"] for row in result.rows)
-    images = sum(row["images_per_s"] * row["seconds"] for row in result.rows)
+    with open(model_dir / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    seconds = sum(float(row["seconds"]) for row in rows)
+    images = sum(float(row["images_per_s"]) * float(row["seconds"]) for row in rows)
     return {
         "features": extractor.name, "feature_dim": extractor.feature_dim,
         **judge(*features, train_set, test_set, args.k, run_dir / "knn.png"),
-        "train_images_per_s": images / max(seconds, 1e-9), "steps": result.step, "train_minutes": result.seconds / 60,
+        "train_images_per_s": images / max(seconds, 1e-9), "steps": int(rows[-1]["step"]),
+        "train_minutes": seconds / 60, "command_minutes": command_minutes,
+    }
+
+
+def run_random(run_dir: Path, size: int, seed: int, train_set: ImageDataset, test_set: ImageDataset,
+               k: int) -> dict[str, Any]:
+    """Judge the code z of the default DIM encoder at ``size`` px, randomly initialised and never trained."""
+    torch.manual_seed(seed)
+    extractor = feature_extractor(Encoder(image_size=size))
+    features = [extract_features(extractor, dataset.images) for dataset in (train_set, test_set)]
+    return {
+        "features": extractor.name, "feature_dim": extractor.feature_dim,
+        **judge(*features, train_set, test_set, k, run_dir / "knn.png"),
+        "train_images_per_s": None, "steps": None, "train_minutes": None, "command_minutes": None,
     }
 
 
@@ -187,14 +216,15 @@ def run_pixels(run_dir: Path, train_set: ImageDataset, test_set: ImageDataset, k
     return {
         "features": "pixels", "feature_dim": features[0].shape[1],
         **judge(*features, train_set, test_set, k, run_dir / "knn.png"),
-        "train_images_per_s": None, "steps": None, "train_minutes": None,
+        "train_images_per_s": None, "steps": None, "train_minutes": None, "command_minutes": None,
     }
 
 
 def run_model(model: str, size: int, args: argparse.Namespace, split_dir: Path, train_set: ImageDataset,
               test_set: ImageDataset) -> dict[str, Any]:
     """One row of the table, read back from ``benchmark.json`` in its run folder when it is there."""
-    name = f"dim-{size}px-{args.minutes:g}min-seed{args.seed}" if model == "dim" else f"pixels-{size}px-seed{args.seed}"
+    budget = f"-{args.minutes:g}min" if model == "dim" else ""
+    name = f"{model}-{size}px{budget}-seed{args.seed}"
     run_dir = Path(args.out) / name
     saved = run_dir / "benchmark.json"
     if saved.exists():
@@ -205,10 +235,12 @@ def run_model(model: str, size: int, args: argparse.Namespace, split_dir: Path, 
     run_dir.mkdir(parents=True, exist_ok=True)
     if model == "dim":
         measured = run_dim(run_dir, split_dir, size, args, train_set, test_set)
+    elif model == "random":
+        measured = run_random(run_dir, size, args.seed, train_set, test_set, args.k)
     else:
         measured = run_pixels(run_dir, train_set, test_set, args.k)
-    row = {"model": model, "image_size": size, "seed": args.seed, "budget_minutes": args.minutes,
-           "run_dir": str(run_dir), **measured}
+    row = {"model": model, "image_size": size, "seed": args.seed,
+           "budget_minutes": args.minutes if model == "dim" else None, "run_dir": str(run_dir), **measured}
     atomic_write(saved, lambda path: Path(path).write_text(json.dumps(row, indent=2)))
     return row
 
@@ -228,9 +260,8 @@ def main() -> None:
     parser.add_argument("--source", default=DEFAULT_SOURCE, help="the openclipart-png folder of category folders")
     parser.add_argument("--out", default="runs/bench-openclipart", help="work folder: the split and the runs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of training")
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each DIM run")
-    parser.add_argument("--sizes", default="32,64", help="comma-separated training image sides, in px")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--minutes", type=float, default=5.0, help="training budget of each DIM run")
+    parser.add_argument("--sizes", default="64,96", help="comma-separated training image sides, in px")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of each category held out")
     parser.add_argument("-k", type=int, default=20, help=f"kNN neighbours that vote (at least {PRECISION_K})")
     parser.add_argument("--json", action="store_true", help="print a JSON list as the last line")
@@ -247,8 +278,6 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     if not sizes:
         parser.error("--sizes names no image size")
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     split_dir, manifest = open_split(source, Path(args.out), args.seed, args.test_fraction)
     counts = manifest["counts"]
@@ -264,7 +293,7 @@ def main() -> None:
         train_set, test_set = (load_dataset(split_dir, split, image_size=size) for split in ("train", "test"))
         print(f"{size} px: {len(train_set):,} train and {len(test_set):,} test images loaded in "
               f"{time.perf_counter() - start:.0f} s (decoded on first use, then from the cache)", flush=True)
-        for model in ("dim", "pixels"):
+        for model in ("dim", "random", "pixels"):
             row = run_model(model, size, args, split_dir, train_set, test_set)
             rows.append(row)
             print(f"{size} px {model}: kNN top-1 {100 * row['knn_top1']:.2f}%, "
@@ -278,13 +307,15 @@ def main() -> None:
     print(f"chance: always '{largest}' {100 * majority:.2f}% top-1; random neighbours {100 * random_precision:.2f}% "
           f"precision@{PRECISION_K}")
     print(f"{'size':>4}  {'model':<6}  {'kNN top-1':>9}  {'prec@' + str(PRECISION_K):>8}  {'train img/s':>11}  "
-          f"{'steps':>7}  {'minutes':>7}")
+          f"{'steps':>7}  {'train min':>9}  {'command min':>11}")
     for row in rows:
         speed = "-" if row["train_images_per_s"] is None else f"{row['train_images_per_s']:,.0f}"
         steps = "-" if row["steps"] is None else str(row["steps"])
         minutes = "-" if row["train_minutes"] is None else f"{row['train_minutes']:.1f}"
+        command = "-" if row["command_minutes"] is None else f"{row['command_minutes']:.1f}"
         print(f"{row['image_size']:>4}  {row['model']:<6}  {100 * row['knn_top1']:>8.2f}%  "
-              f"{100 * row[f'precision_at_{PRECISION_K}']:>7.2f}%  {speed:>11}  {steps:>7}  {minutes:>7}")
+              f"{100 * row[f'precision_at_{PRECISION_K}']:>7.2f}%  {speed:>11}  {steps:>7}  {minutes:>9}  "
+              f"{command:>11}")
     if args.json:
         print(json.dumps(rows))
 

@@ -1,33 +1,47 @@
-"""Embedding throughput of ``dim-search build``: decode + preprocess + forward, in images/s.
+"""Embedding throughput of ``dim-search build`` for photos and small images, side by side, against the ceiling.
 
-Two workloads, each through :func:`dim.core.embedding.embed_images` (the code
-``dim-search build`` runs):
+Two workloads go through :func:`dim.core.embedding.embed_images`, the code
+``dim-search build``, ``add``, ``dim embed`` and ``dim eval`` run:
 
 * small: 32x32 images (generated PNGs, or a folder such as CIFAR-10's JPEG copy);
 * photos: 500x375 JPEGs (generated, or a folder), resized to the model input.
 
-Also reports the forward pass alone on in-memory uint8 batches, to tell
-decoding cost from network cost, and the photos once more decoded the way
-they were before reduced-scale JPEG decoding (every file at full size, then
-resized: ``photos_exact``), to show what ``Image.draft`` buys. The speed does not depend on training, so
+Each is embedded with every ``--splits`` entry, ``TxW``: T torch threads and W
+decoding workers. The default compares the default split of ``embed_images``
+(:func:`dim.core.embedding.decoding_split`) with the split it replaced (torch's
+default of one thread per core, one worker per core beyond the main process).
+Photos decoded at full size (``photos_exact``: no ``Image.draft``, as before
+reduced-scale JPEG decoding) run at the first split. The arms take turns, round
+after round, so load from other processes falls on all of them alike; the median
+of ``--rounds`` is reported.
+
+The ceiling. On one core, in this process, the benchmark times decoding and
+preprocessing one image of each workload (best of three passes over up to 300
+files) and the forward pass per image on one torch thread. With ``cores`` cores
+and nothing else to do, a workload cannot go faster than
+
+    ceiling = cores / (decode_ms + forward_ms) * 1000 images/s,
+
+so the table shows how far each measured throughput is from it, and the ratio of
+photos to small images at each split. The speed does not depend on training, so
 without ``--model`` a freshly initialised default DIM encoder (DCGAN-style,
 32x32 RGB, z = 64) is used.
 
-Targets on the 2-core CPU: >= 2,000 images/s for 32x32 images, and for 500x375
-JPEGs with 2 workers.
-
 Usage:
-    python benchmarks/search_embed.py --device cpu
-    python benchmarks/search_embed.py --small-dir DATA/cifar10/test --num-workers 0,1,2 --json
-    python benchmarks/search_embed.py --num-small 2000 --num-photos 100      # a quick check
+    python benchmarks/search_embed.py --device cpu --json
+    python benchmarks/search_embed.py --splits 1x2,2x1,2x2,1x1 --rounds 3
+    python benchmarks/search_embed.py --small-dir DATA/cifar10/test --photo-dir ~/Pictures
+    python benchmarks/search_embed.py --num-small 2000 --num-photos 200 --rounds 1     # a quick check
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +49,14 @@ import torch
 from PIL import Image
 
 from dim.core.device import select_device
-from dim.core.embedding import embed_batch, embed_images, eval_mode
+from dim.core.embedding import decoding_split, embed_batch, embed_images, eval_mode, torch_threads
 from dim.core.features import FeatureExtractor
-from dim.core.files import ImageFiles, default_num_workers, find_images
-from dim.core.images import DECODE_ERRORS, describe_error, image_to_uint8, open_image
+from dim.core.files import ImageFiles, available_cores, find_images
+from dim.core.images import DECODE_ERRORS, describe_error, image_to_uint8, load_image, open_image
 from dim.models import Encoder, feature_extractor
 from retrieval.models import load_model
+
+COST_SAMPLE = 300  # files timed one by one for the per-image decoding cost
 
 
 def default_encoder() -> FeatureExtractor:
@@ -64,31 +80,6 @@ def write_images(folder: Path, count: int, size: tuple[int, int], suffix: str, s
     return paths
 
 
-def forward_throughput(model: FeatureExtractor, batch_size: int, min_seconds: float) -> float:
-    """Images/s of the forward pass alone on a random uint8 batch already in memory."""
-    images = torch.randint(0, 256, (batch_size, model.channels, model.image_size, model.image_size), dtype=torch.uint8)
-    with eval_mode(model):
-        embed_batch(model, images)  # warm-up
-        start, runs = time.perf_counter(), 0
-        while time.perf_counter() - start < min_seconds:
-            embed_batch(model, images)
-            runs += 1
-        if model.device.type == "cuda":
-            torch.cuda.synchronize()
-    return runs * batch_size / (time.perf_counter() - start)
-
-
-def embed_throughput(model: FeatureExtractor, files: ImageFiles, batch_size: int, num_workers: int) -> float:
-    """Images/s of ``embed_images`` over ``files`` (after a one-batch warm-up)."""
-    embed_images(model, files.subset(range(min(batch_size, len(files)))), batch_size, 0)
-    start = time.perf_counter()
-    result = embed_images(model, files, batch_size, num_workers)
-    elapsed = time.perf_counter() - start
-    if result.skipped:
-        print(f"  ({len(result.skipped)} unreadable files skipped)")
-    return len(files) / elapsed
-
-
 class ExactFiles(ImageFiles):
     """:class:`ImageFiles` decoded at full size, as before reduced-scale JPEG decoding."""
 
@@ -99,25 +90,74 @@ class ExactFiles(ImageFiles):
             return index, None, describe_error(error)
 
 
+def forward_ms(model: FeatureExtractor, batch_size: int, min_seconds: float) -> float:
+    """Milliseconds per image of the forward pass alone on one torch thread (a random uint8 batch in memory)."""
+    images = torch.randint(0, 256, (batch_size, model.channels, model.image_size, model.image_size), dtype=torch.uint8)
+    with eval_mode(model), torch_threads(1):
+        embed_batch(model, images)  # warm-up
+        start, runs = time.perf_counter(), 0
+        while time.perf_counter() - start < min_seconds:
+            embed_batch(model, images)
+            runs += 1
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+    return 1000 * elapsed / (runs * batch_size)
+
+
+def decode_ms(paths: Sequence[Path], image_size: int, channels: int) -> float:
+    """Milliseconds to decode and preprocess one file (``load_image``) on one core: best of 3 passes."""
+    sample = list(paths[:COST_SAMPLE])
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for path in sample:
+            load_image(path, image_size, channels)
+        best = min(best, (time.perf_counter() - start) / len(sample))
+    return 1000 * best
+
+
+def embed_throughput(model: FeatureExtractor, files: ImageFiles, batch_size: int, threads: int, workers: int) -> float:
+    """Images/s of ``embed_images`` over ``files`` with ``threads`` torch threads and ``workers`` decoding workers."""
+    start = time.perf_counter()
+    result = embed_images(model, files, batch_size, workers, threads=threads)
+    elapsed = time.perf_counter() - start
+    if result.skipped:
+        print(f"  ({len(result.skipped)} unreadable files skipped)")
+    return len(files) / elapsed
+
+
+def parse_splits(text: str | None, cores: int) -> list[tuple[int, int]]:
+    """``"1x2,2x1"`` -> ``[(1, 2), (2, 1)]``; ``None``: the default split, then the one it replaced."""
+    if text is None:
+        return list(dict.fromkeys([decoding_split(cores=cores), (cores, max(0, cores - 1))]))
+    splits = []
+    for item in text.split(","):
+        threads, _, workers = item.strip().partition("x")
+        splits.append((int(threads), int(workers)))
+    return splits
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a DIM run / checkpoint or an InfoGAN checkpoint (default: untrained DIM)")
     parser.add_argument("--small-dir", help="folder of small images (default: generate --num-small 32x32 PNGs)")
     parser.add_argument("--photo-dir", help="folder of photos (default: generate --num-photos 500x375 JPEGs)")
-    parser.add_argument("--num-small", type=int, default=20_000)
-    parser.add_argument("--num-photos", type=int, default=1_000)
+    parser.add_argument("--num-small", type=int, default=10_000)
+    parser.add_argument("--num-photos", type=int, default=1_500)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--num-workers", default=None, help="comma-separated worker counts to try (default: build's)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--splits", default=None,
+                        help="comma-separated TxW: T torch threads, W decoding workers (default: the default split "
+                             "of embed_images, then torch's threads with one worker per core beyond the main process)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all arms in turn; the median is reported")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, ...")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="duration of the forward-only measurement")
     parser.add_argument("--json", action="store_true", help="print every number as one JSON object on the last line")
     args = parser.parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     device = select_device(args.device)
     model = load_model(args.model, device) if args.model else default_encoder().to(device)
-    workers = [default_num_workers()] if args.num_workers is None else [int(n) for n in args.num_workers.split(",")]
+    cores = available_cores()
+    splits = parse_splits(args.splits, cores)
 
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
@@ -127,29 +167,49 @@ def main() -> None:
         photos = find_images(args.photo_dir)[: args.num_photos] if args.photo_dir else write_images(
             Path(scratch) / "photos", args.num_photos, (500, 375), ".jpg", seed=1
         )
+        photo_kb = np.mean([path.stat().st_size for path in photos[:COST_SAMPLE]]) / 1000
         print(f"model {model.name} ({model.image_size}x{model.image_size}, {model.feature_dim}-d) on {device}, "
-              f"{torch.get_num_threads()} torch threads; {len(small)} small images and {len(photos)} photos "
-              f"ready in {time.perf_counter() - start:.1f} s")
-        report = {
-            "model": model.name, "device": str(device), "torch_threads": torch.get_num_threads(),
-            "batch_size": args.batch_size, "num_small": len(small), "num_photos": len(photos),
-            "forward_only": forward_throughput(model, args.batch_size, args.min_seconds), "small": {}, "photos": {},
-            "photos_exact": {},
-        }
-        print(f"forward only (uint8 batches in memory): {report['forward_only']:,.0f} images/s")
-        for num_workers in workers:
-            for name, paths in (("small", small), ("photos", photos)):
-                if paths:
-                    files = ImageFiles(paths, model.image_size, model.channels)
-                    report[name][num_workers] = embed_throughput(model, files, args.batch_size, num_workers)
-                    print(f"{name:>6}, {num_workers} workers: {report[name][num_workers]:,.0f} images/s")
-            if photos:
-                exact = ExactFiles(photos, model.image_size, model.channels)
-                report["photos_exact"][num_workers] = embed_throughput(model, exact, args.batch_size, num_workers)
-                print(f"photos decoded at full size, {num_workers} workers: "
-                      f"{report['photos_exact'][num_workers]:,.0f} images/s")
+              f"{cores} cores; {len(small)} small images and {len(photos)} photos ({photo_kb:.0f} KB on average) "
+              f"ready in {time.perf_counter() - start:.1f} s", flush=True)
+
+        size, channels = model.image_size, model.channels
+        costs = {"forward": forward_ms(model, args.batch_size, args.min_seconds),
+                 "small": decode_ms(small, size, channels), "photos": decode_ms(photos, size, channels)}
+        ceilings = {name: 1000 * cores / (costs[name] + costs["forward"]) for name in ("small", "photos")}
+        print(f"one core: forward {costs['forward']:.3f} ms/image (1 torch thread); decode + preprocess "
+              f"{costs['small']:.3f} ms/small image, {costs['photos']:.3f} ms/photo; ceiling on {cores} cores "
+              f"{ceilings['small']:,.0f} small images/s, {ceilings['photos']:,.0f} photos/s", flush=True)
+
+        arms = [(name, threads, workers) for threads, workers in splits for name in ("small", "photos")]
+        arms.append(("photos_exact", *splits[0]))
+        files = {"small": ImageFiles(small, size, channels), "photos": ImageFiles(photos, size, channels),
+                 "photos_exact": ExactFiles(photos, size, channels)}
+        embed_images(model, files["small"].subset(range(min(args.batch_size, len(small)))), args.batch_size, 0)
+        measured: dict[tuple[str, int, int], list[float]] = {arm: [] for arm in arms}
+        for round_number in range(1, args.rounds + 1):
+            for arm in arms:
+                name, threads, workers = arm
+                measured[arm].append(embed_throughput(model, files[name], args.batch_size, threads, workers))
+                print(f"round {round_number}: {name}, {threads} threads x {workers} workers: "
+                      f"{measured[arm][-1]:,.0f} images/s", flush=True)
+
+    medians = {arm: statistics.median(values) for arm, values in measured.items()}
+    print(f"\n{'workload':<13} {'threads x workers':>17} {'images/s':>9} {'ceiling':>8} {'of ceiling':>10}")
+    for (name, threads, workers), value in medians.items():
+        ceiling = ceilings["small" if name == "small" else "photos"]
+        print(f"{name:<13} {f'{threads} x {workers}':>17} {value:>9,.0f} {ceiling:>8,.0f} {value / ceiling:>10.0%}")
+    ratios = {f"{threads}x{workers}": medians[("photos", threads, workers)] / medians[("small", threads, workers)]
+              for threads, workers in splits}
+    print("photos / small images: " + ", ".join(f"{ratio:.2f} at {split}" for split, ratio in ratios.items())
+          + f" (ceilings: {ceilings['photos'] / ceilings['small']:.2f})")
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps({
+            "model": model.name, "device": str(device), "cores": cores, "batch_size": args.batch_size,
+            "num_small": len(small), "num_photos": len(photos), "photo_kb": photo_kb, "ms_per_image": costs,
+            "ceilings": ceilings, "ratios": ratios,
+            "images_per_s": [{"workload": name, "threads": threads, "workers": workers, "median": medians[arm],
+                              "rounds": measured[arm]} for arm in arms for name, threads, workers in [arm]],
+        }))
 
 
 if __name__ == "__main__":

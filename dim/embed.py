@@ -100,7 +100,8 @@ def embed(
         data_dir: root of the named datasets.
         feature: DIM runs: ``z`` (default), ``fc`` or ``conv``; refused for other kinds.
         batch_size: images per forward pass.
-        num_workers: decoding processes for image files (``None``: one per spare core).
+        num_workers: decoding processes for image files (``None``: one per core, see
+            :func:`dim.core.embedding.decoding_split`).
         device: where to run the network.
         progress: show a progress bar.
     """

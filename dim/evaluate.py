@@ -50,7 +50,8 @@ def evaluate(
         temperature: T of the vote weight ``exp(cos / T)``.
         device: where to run the encoder.
         batch_size: images per forward pass.
-        num_workers: decoding processes for image files (``None``: one per spare core).
+        num_workers: decoding processes for image files (``None``: one per core, see
+            :func:`dim.core.embedding.decoding_split`).
         progress: show progress bars.
 
     Returns:

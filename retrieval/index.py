@@ -2,7 +2,9 @@
 
 Example:
     >>> from retrieval import Index
-    >>> index = Index.build("runs/cifar10", "photos/", "photos.index", progress=True)
+    >>> from retrieval.index import train_model
+    >>> run = train_model("photos/", "photos.index", minutes=10, progress=True)  # or a run trained elsewhere
+    >>> index = Index.build(run, "photos/", "photos.index", progress=True)
     >>> index = Index.load("photos.index")  # the model comes from the manifest
     >>> for hit in index.search(["photos/cat.jpg"], k=5)[0].neighbours:
     ...     print(hit.rank, f"{hit.score:.3f}", hit.path)
@@ -16,8 +18,10 @@ Vectors are L2-normalised, so scores are cosine similarities in [-1, 1].
 from __future__ import annotations
 
 import os
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +37,7 @@ from dim.core.embedding import embed_batch, embed_images, eval_mode
 from dim.core.features import FeatureExtractor
 from dim.core.files import IMAGE_EXTENSIONS, find_images
 from dim.core.images import describe_error, load_image, open_image
+from dim.core.registry import folder_trainer
 from retrieval import ann, store
 from retrieval.lock import IndexLock, IndexLockedError
 from retrieval.models import ModelFingerprint, fingerprint, load_model
@@ -40,6 +45,9 @@ from retrieval.store import DamagedIndexError, ImageRecord
 
 MANIFEST_FORMAT = 2  # 2: the manifest records its write (id, and size and CRC-32 of every file)
 READ_RETRY_SECONDS = 5.0  # how long a reader waits for a writer that is switching files in
+MODEL_DIR = "model"  # where train_model keeps the model it trains, inside the index directory
+TRAINER_KIND = "dim"  # the model family train_model trains (dim.core.registry.folder_trainer)
+DEFAULT_TRAIN_MINUTES = 10.0
 ModelLike = Union[FeatureExtractor, str, os.PathLike]
 QueryLike = Union[str, os.PathLike, Image.Image]
 
@@ -121,7 +129,7 @@ class Index:
         self,
         directory: Path,
         model: FeatureExtractor,
-        faiss_index: faiss.IndexIDMap | None,
+        faiss_index: faiss.Index | None,
         records: list[ImageRecord],
         skipped: dict[str, str],
         manifest: dict[str, Any],
@@ -134,6 +142,7 @@ class Index:
         self.manifest = manifest
         self._by_id = {record.id: record for record in records}
         self._positions: dict[int, int] | None = None  # id -> position in the Faiss index, made on demand
+        self._writing = False  # inside writing(): remove() and insert() may write
 
     # ------------------------------------------------------------------ creation
 
@@ -158,9 +167,10 @@ class Index:
                 file (DIM or InfoGAN) to load with :func:`retrieval.models.load_model`.
             image_dir: folder searched recursively for images (see ``dim.core.files.find_images``).
             index_dir: where to write the index (created if needed).
-            index_type: ``"auto"`` (size rule of :mod:`retrieval.ann`), ``"flat"``, ``"hnsw"`` or ``"ivf"``.
+            index_type: ``"auto"`` (size rule of :mod:`retrieval.ann`), ``"flat"``, ``"hnsw"``, ``"ivf"`` or
+                ``"ivfpq"``.
             batch_size: images per forward pass.
-            num_workers: decoding processes (default: one per spare CPU core).
+            num_workers: decoding processes (default: one per CPU core, :func:`dim.core.embedding.decoding_split`).
             device: where to run the model (default: auto for a checkpoint, the
                 model's own device for a model).
             progress: show a progress bar.
@@ -181,11 +191,7 @@ class Index:
         directory = Path(index_dir)
         _refuse_existing(directory, overwrite)
         root = _absolute(image_dir)
-        paths = find_images(root)
-        if not paths:
-            raise ValueError(
-                f"no image files under {root} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
-            )
+        paths = _images_under(root, directory)
         model = _resolve_model(model, device)
         created = _now()
         manifest = {
@@ -290,14 +296,14 @@ class Index:
         Args:
             image_dir: the folder to search recursively for images.
             batch_size: images per forward pass.
-            num_workers: decoding processes (default: one per spare CPU core).
+            num_workers: decoding processes (default: one per CPU core, :func:`dim.core.embedding.decoding_split`).
             progress: show a progress bar.
             wait: wait for another writer (see :meth:`build`); if false, raise
                 :class:`~retrieval.lock.IndexLockedError` when the index is locked.
         """
         with IndexLock(self.directory, wait=wait):
             self._refresh()
-            paths = find_images(image_dir)
+            paths = _collection(Path(image_dir), self.directory)
             indexed = {record.path for record in self.records}
             new = [path for path in paths if self._key(path) not in indexed]
             added_before, skipped = len(self), self._ingest(new, batch_size, num_workers, progress)
@@ -314,6 +320,97 @@ class Index:
             newer.faiss_index, newer.records, newer.skipped, newer.manifest
         )
         self._by_id, self._positions = newer._by_id, None
+
+    @contextmanager
+    def writing(self, wait: bool = True) -> Iterator[Index]:
+        """Hold the directory's lock, with this index brought up to date, for a write made of several steps.
+
+        :meth:`add` does the same for itself. :mod:`retrieval.cleanup` moves files and
+        calls :meth:`remove` or :meth:`insert` inside it, so that no other writer comes between.
+
+        Args:
+            wait: wait for another writer (see :meth:`build`); if false, raise
+                :class:`~retrieval.lock.IndexLockedError` when the index is locked.
+
+        Example:
+            >>> with index.writing():
+            ...     vectors = index.remove([3, 7])
+        """
+        with IndexLock(self.directory, wait=wait):
+            self._refresh()
+            self._writing = True
+            try:
+                yield self
+            finally:
+                self._writing = False
+
+    def remove(self, ids: Sequence[int]) -> np.ndarray:
+        """Take images out of the index and write it as one write; call it inside :meth:`writing`.
+
+        Nothing is embedded: the Faiss index is rebuilt from the stored vectors of the
+        images that stay, as :meth:`add` builds one (the size rule of :mod:`retrieval.ann`,
+        search parameters tuned again).
+
+        Args:
+            ids: the ids of the images to take out; at least one image must stay.
+
+        Returns:
+            ``(len(ids), D)`` float32: their vectors, in the order of ``ids`` (what :meth:`insert` takes back).
+
+        Raises:
+            KeyError: if an id is not in the index.
+            ValueError: if no image would stay.
+        """
+        self._check_writing("remove")
+        missing = [image_id for image_id in ids if image_id not in self._by_id]
+        if missing:
+            raise KeyError(f"{self.directory} holds no image with id {missing[0]}")
+        gone = set(ids)
+        if len(gone) >= len(self.records):
+            raise ValueError(f"an index keeps at least one image; {self.directory} would be left empty")
+        all_ids, vectors = ann.index_ids(self.faiss_index), ann.stored_vectors(self.faiss_index)
+        position = {int(image_id): p for p, image_id in enumerate(all_ids)}
+        removed = vectors[[position[image_id] for image_id in ids]]  # (len(ids), D)
+        stay = ~np.isin(all_ids, np.fromiter(gone, dtype=np.int64))
+        self.faiss_index = None
+        self._update_faiss(vectors[stay], all_ids[stay])
+        self.records = [record for record in self.records if record.id not in gone]
+        self._by_id = {record.id: record for record in self.records}
+        self._save(write_vectors=True)
+        return removed
+
+    def insert(self, records: Sequence[ImageRecord], vectors: np.ndarray) -> None:
+        """Put images back with their vectors, and write the index; call it inside :meth:`writing`.
+
+        Args:
+            records: their metadata rows; neither their ids nor their paths may be in the index.
+            vectors: ``(len(records), D)`` float32 unit vectors, as :meth:`remove` returned them.
+
+        Raises:
+            ValueError: if an id or a path is indexed already, or the vectors have another shape.
+        """
+        self._check_writing("insert")
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(records), self.feature_dim):
+            raise ValueError(f"expected vectors of shape ({len(records)}, {self.feature_dim}), got {vectors.shape}")
+        indexed = {record.path for record in self.records}
+        clash = [record for record in records if record.id in self._by_id or record.path in indexed]
+        if clash:
+            raise ValueError(f"{clash[0].path} (id {clash[0].id}) or its id is in {self.directory} already")
+        if not records:
+            return
+        self._update_faiss(vectors, np.array([record.id for record in records], dtype=np.int64))
+        self.records = sorted([*self.records, *records], key=lambda record: record.id)
+        self._by_id = {record.id: record for record in self.records}
+        for record in records:
+            self.skipped.pop(record.path, None)
+        self._save(write_vectors=True)
+
+    def _check_writing(self, method: str) -> None:
+        if not self._writing:
+            raise RuntimeError(
+                f"Index.{method} writes the index: call it inside `with index.writing():`, which holds its lock"
+            )
 
     def _ingest(self, paths: list[Path], batch_size: int, num_workers: int | None, progress: bool) -> int:
         """Embed ``paths``, add the readable ones, record the others, write every file. Returns #skipped."""
@@ -353,7 +450,8 @@ class Index:
             return
         self._positions = None
         total = len(new_ids) + (0 if self.faiss_index is None else self.faiss_index.ntotal)
-        wanted = ann.choose_index_spec(total, info["requested"])
+        wanted = ann.choose_index_spec(total, info["requested"], self.feature_dim)
+        exact = None  # the vectors just indexed, when they are all the index holds
         if current is not None and current.kind == wanted.kind:
             spec = current
             self.faiss_index.add_with_ids(new_vectors, new_ids)
@@ -363,11 +461,13 @@ class Index:
                 new_ids = np.concatenate([ann.index_ids(self.faiss_index), new_ids])
             spec = wanted
             self.faiss_index = ann.build_index(spec, new_vectors, new_ids)
+            exact = new_vectors, new_ids
         recall = 1.0
         if spec.kind != "flat":
-            spec.search, recall = ann.tune_search_params(
-                self.faiss_index, spec, ann.stored_vectors(self.faiss_index), ann.index_ids(self.faiss_index)
-            )
+            # Exact vectors where at hand, so that an ivfpq index's recall includes its quantisation error; after
+            # an add, what the index reads back (for ivfpq, the decoded vectors: the exact ones are kept nowhere).
+            vectors, ids = exact or (ann.stored_vectors(self.faiss_index), ann.index_ids(self.faiss_index))
+            spec.search, recall = ann.tune_search_params(self.faiss_index, spec, vectors, ids)
         self.manifest["index"] = {"requested": info["requested"], **spec.to_dict(), "recall_at_10": round(recall, 4)}
 
     def _save(self, write_vectors: bool) -> None:
@@ -507,6 +607,81 @@ class Index:
             return absolute.as_posix()
 
 
+def train_model(
+    image_dir: str | os.PathLike,
+    index_dir: str | os.PathLike,
+    minutes: float = DEFAULT_TRAIN_MINUTES,
+    max_steps: int | None = None,
+    image_size: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Train a model on the images under ``image_dir`` for an index in ``index_dir``: ``INDEX_DIR/model``.
+
+    What ``dim-search build IMAGE_DIR --index INDEX_DIR`` does before indexing when it
+    is given no model. The model family :data:`TRAINER_KIND` trains through its
+    registered trainer (:func:`dim.core.registry.folder_trainer`; DIM's best preset,
+    the image size chosen from the images unless given), and the run is kept in
+    ``INDEX_DIR/`` :data:`MODEL_DIR`, beside the index it serves. Pass the returned
+    directory to :meth:`Index.build`.
+
+    Args:
+        image_dir: the image folder (searched recursively).
+        index_dir: the index directory (created if needed).
+        minutes: the training budget, in minutes.
+        max_steps: stop training after this many steps, if sooner (``None``: no step limit).
+        image_size: side of the training images (``None``: chosen from the images).
+        device: where to train (``None``: auto).
+        progress: show what is trained and progress bars.
+        overwrite: replace an index, and a model trained for it, already in ``index_dir``.
+
+    Returns:
+        The run directory ``INDEX_DIR/model``.
+
+    Raises:
+        FileExistsError: if ``index_dir`` holds an index or a model and ``overwrite`` is
+            false, or ``INDEX_DIR/model`` is something other than a run directory.
+        ValueError: for a folder without image files, or settings the trainer refuses.
+    """
+    directory = Path(index_dir)
+    _refuse_existing(directory, overwrite)
+    _images_under(_absolute(image_dir), directory)
+    run_dir = directory / MODEL_DIR
+    if run_dir.exists():
+        if not overwrite:
+            held = (f"a model trained for this index: index with it (--model {run_dir}), or train it again"
+                    if (run_dir / "checkpoint.pt").is_file() else "an unfinished training run: train again")
+            raise FileExistsError(f"{run_dir} already holds {held} with --overwrite")
+        if not (run_dir / "config.json").is_file():
+            raise FileExistsError(f"{run_dir} is not a run directory that dim-search trained: move it away first")
+        shutil.rmtree(run_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    trainer = folder_trainer(TRAINER_KIND)
+    return Path(trainer(Path(image_dir), run_dir, minutes=minutes, max_steps=max_steps, image_size=image_size,
+                        device=device or "auto", progress=progress))
+
+
+def _collection(root: Path, index_dir: str | os.PathLike) -> list[Path]:
+    """The image files under ``root`` (:func:`~dim.core.files.find_images`) that do not lie in the index directory.
+
+    An index kept inside its image folder holds pictures of its own (the trained model's
+    ``curves.png`` and ``knn.png``); they are not part of the collection.
+    """
+    inside = Path(index_dir).resolve()
+    return [path for path in find_images(root) if not path.resolve().is_relative_to(inside)]
+
+
+def _images_under(root: Path, index_dir: str | os.PathLike) -> list[Path]:
+    """:func:`_collection`, or a ValueError if it is empty."""
+    paths = _collection(root, index_dir)
+    if not paths:
+        raise ValueError(
+            f"no image files under {root} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
+        )
+    return paths
+
+
 def _refuse_existing(directory: Path, overwrite: bool) -> None:
     if (directory / store.MANIFEST_FILE).exists() and not overwrite:
         raise FileExistsError(
@@ -521,7 +696,7 @@ def _rebuild_advice(directory: Path, manifest: dict[str, Any] | None) -> str:
     root = (manifest or {}).get("image_root") or "IMAGE_DIR"
     return (
         f"rebuild the index, which embeds its images again: "
-        f"`dim-search build {model} {root} --index {directory} --overwrite`, then `dim-search add` "
+        f"`dim-search build {root} --index {directory} --model {model} --overwrite`, then `dim-search add` "
         "any other folders it held"
     )
 

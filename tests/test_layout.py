@@ -478,11 +478,14 @@ def test_every_command_names_a_trained_run_RUN():
     for prefix, group in (("dim", dim_main), ("infogan", infogan_main), ("dim-search", search_main)):
         for name, command in group.commands.items():
             for parameter in command.params:
+                if isinstance(parameter, click.Option) and parameter.metavar == "RUN":  # an optional trained run
+                    (runs if parameter.opts == ["--model"] and parameter.name == "run" else others).append(
+                        f"{prefix} {name} {'/'.join(parameter.opts)}")
                 if not isinstance(parameter, click.Argument):
                     continue
                 if parameter.name in ("run", "checkpoint", "run_dir", "model"):
                     (runs if parameter.metavar == "RUN" and parameter.name == "run" else others).append(
                         f"{prefix} {name} {parameter.name}")
-    assert not others, f"a trained run is the argument `run`, shown as RUN: {others}"
+    assert not others, f"a trained run is the argument `run` or the option --model, shown as RUN: {others}"
     assert {"dim eval run", "dim embed run", "infogan eval run", "infogan sample run",
-            "dim-search build run"} <= set(runs)
+            "dim-search build --model"} <= set(runs)

@@ -10,6 +10,12 @@ are sliced into batches. The main process moves whole batches to the model's
 device and runs the network; with ``normalize`` the rows are L2-normalised, so
 inner products are cosine similarities. A file that cannot be decoded is
 recorded with the reason and skipped; it never stops the run.
+
+How the CPU cores are shared between decoding and the network is decided here
+once, for every command (:func:`decoding_split`): every core gets a decoding
+process and the network runs on one torch thread, or on the cores left over.
+Decoding costs a photo several times what the network does, and a network on as
+many threads as cores only fights the decoders for them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dim.core.features import FeatureExtractor
-from dim.core.files import ImageFiles, collate_files, default_num_workers
+from dim.core.files import MAX_DECODING_WORKERS, ImageFiles, available_cores, collate_files
 from dim.core.memory import ImageDataset
 
 
@@ -72,6 +78,44 @@ def embed_batch(model: FeatureExtractor, images: Tensor, normalize: bool = True)
     return l2_normalize(features) if normalize else features.float().cpu().numpy()
 
 
+def decoding_split(num_workers: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """How to share ``cores`` CPU cores when embedding image files: ``(torch threads, decoding workers)``.
+
+    Workers: ``num_workers`` if given, else one per core (at most
+    :data:`~dim.core.files.MAX_DECODING_WORKERS`; none on a single core, where
+    decoding in the main process saves the hand-over). Threads: the cores the
+    workers leave, at least one; with no workers the network has every core.
+
+    On two cores this is 1 thread and 2 workers, which measured fastest for
+    500x375 JPEGs and for 32x32 PNGs alike against 2 threads and 1 worker, 2
+    and 2, and 1 and 1 (``benchmarks/search_embed.py``; benchmarks/RESULTS.md).
+
+    Args:
+        num_workers: the decoding processes asked for (``None``: the rule above).
+        cores: the cores to share (``None``: :func:`~dim.core.files.available_cores`).
+
+    Raises:
+        ValueError: for a negative ``num_workers``.
+    """
+    cores = available_cores() if cores is None else cores
+    if num_workers is None:
+        num_workers = 0 if cores <= 1 else min(MAX_DECODING_WORKERS, cores)
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0 (0: decode in the main process), got {num_workers}")
+    return (cores if num_workers == 0 else max(1, cores - num_workers)), num_workers
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch's intra-op pool at ``threads`` threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _memory_batches(dataset: ImageDataset, batch_size: int) -> Iterator[tuple[Tensor, Tensor, list[tuple[int, str]]]]:
     """An in-memory dataset in :func:`dim.core.files.collate_files`' batch layout (nothing is ever skipped)."""
     for start in range(0, len(dataset), batch_size):
@@ -86,6 +130,7 @@ def embed_images(
     num_workers: int | None = None,
     progress: bool = False,
     normalize: bool = True,
+    threads: int | None = None,
 ) -> Embeddings:
     """Embed images, skipping (and reporting) the files that cannot be read.
 
@@ -97,28 +142,33 @@ def embed_images(
             used; make it at the model's input size), or an
             :class:`~dim.core.memory.ImageDataset` already in memory.
         batch_size: images per forward pass.
-        num_workers: DataLoader decoding processes for files; ``None`` picks
-            :func:`~dim.core.files.default_num_workers`.
+        num_workers: DataLoader decoding processes for files; ``None``: one per
+            core (:func:`decoding_split`).
         progress: show a tqdm bar in images/s.
         normalize: L2-normalise every row (for cosine search); ``False`` keeps the raw features.
+        threads: torch threads while embedding files (``None``: the cores the
+            workers leave, :func:`decoding_split`); the previous count is restored
+            afterwards. Images in memory run on torch's current threads.
 
     Returns:
         :class:`Embeddings` with the vectors of the readable images in input order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    workers = default_num_workers() if num_workers is None else num_workers
-    if workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {workers}")
+    split_threads, workers = decoding_split(num_workers)
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     if isinstance(images, ImageDataset):
         batches: Iterable = _memory_batches(images, batch_size)
+        threads = torch.get_num_threads() if threads is None else threads
     else:
         files = images if isinstance(images, ImageFiles) else ImageFiles(images, model.image_size, model.channels)
         batches = DataLoader(files, batch_size=batch_size, num_workers=workers, collate_fn=collate_files,
                              pin_memory=model.device.type == "cuda")
+        threads = split_threads if threads is None else threads
     vectors, positions, skipped = [], [], []
     bar = tqdm(total=len(images), unit="img", desc="embedding", disable=not progress, smoothing=0.1)
-    with bar, eval_mode(model):
+    with bar, eval_mode(model), torch_threads(threads):
         for batch_positions, batch, batch_skipped in batches:
             if batch is not None:
                 vectors.append(embed_batch(model, batch, normalize))

@@ -81,7 +81,8 @@ def evaluate_knn(
         linear: also report a linear probe's top-1.
         k: neighbours that vote.
         temperature: T of the vote weight ``exp(cos / T)``.
-        num_workers: decoding processes for image files (``None``: one per spare core).
+        num_workers: decoding processes for image files (``None``: one per core, see
+            :func:`dim.core.embedding.decoding_split`).
         progress: show progress bars.
         **loader_options: passed to the kind's feature loader (e.g. ``feature="fc"`` for DIM).
 

@@ -4,8 +4,11 @@
   (:data:`IMAGE_EXTENSIONS`).
 * :class:`ImageFiles` holds a file list and labels; its images are decoded when
   read, in ``torch.utils.data.DataLoader`` workers (:func:`collate_files`
-  batches them, :func:`default_num_workers` sizes the pool). A folder too large
-  for memory (:func:`dim.core.memory.fits_in_memory`) is streamed so.
+  batches them, :func:`default_num_workers` sizes the pool of a training run).
+  A folder too large for memory (:func:`dim.core.memory.fits_in_memory`) is
+  streamed so.
+* :func:`median_shorter_side` reads the typical size of a folder's images from
+  their headers, without decoding them.
 * :meth:`ImageFiles.load` decodes every file in a thread pool into an
   :class:`~dim.core.memory.ImageDataset`; unreadable files are skipped and
   recorded. The result is cached on disk (``$DIM_CACHE_DIR``, default
@@ -25,6 +28,7 @@ import copy
 import hashlib
 import logging
 import os
+import statistics
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from PIL import Image
 from tqdm import tqdm
 
 from dim.core.atomic import atomic_save
@@ -42,8 +47,9 @@ from dim.core.memory import ImageDataset, _Labelled
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MAX_DECODING_WORKERS = 8  # decoding processes at most, however many cores
 _DECODE_THREADS = min(16, 2 * (os.cpu_count() or 1))
-_CACHE_VERSION = 2  # 2: JPEGs decoded at reduced scale, EXIF orientation, alpha on white
+_CACHE_VERSION = 3  # 2: JPEGs decoded at reduced scale, EXIF orientation, alpha on white; 3: grey JPEGs from luma
 
 
 def find_images(root: str | os.PathLike) -> list[Path]:
@@ -193,10 +199,35 @@ def collate_files(
     return indices, images, skipped
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_num_workers() -> int:
-    """Decoding processes: one per CPU core beyond the main process, at most 8 (0 on one core)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores - 1)
+    """Decoding processes while training: one per CPU core beyond the main process, at most
+    :data:`MAX_DECODING_WORKERS` (0 on one core). Embedding splits the cores otherwise
+    (:func:`dim.core.embedding.decoding_split`)."""
+    return min(MAX_DECODING_WORKERS, available_cores() - 1)
+
+
+def median_shorter_side(paths: Sequence[str | os.PathLike], sample: int = 500) -> int | None:
+    """The median shorter side, in pixels, of up to ``sample`` of ``paths`` spread evenly over the list.
+
+    Only each file's header is read (Pillow opens lazily); files that cannot be
+    opened are left out. Returns ``None`` when none of the sampled files opens.
+    """
+    if sample < 1:
+        raise ValueError(f"sample must be positive, got {sample}")
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in list(paths)[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except DECODE_ERRORS:
+            continue
+    return statistics.median_low(sides) if sides else None
 
 
 def list_image_folder(root: str | os.PathLike, image_size: int = 32, channels: int = 3) -> ImageFiles:

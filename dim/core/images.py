@@ -1,8 +1,8 @@
 """Image decoding and preprocessing shared by training data, embedding and search, so all three agree.
 
 One path turns a file into the model's input: :func:`open_image` reads and
-decodes it (JPEGs at a reduced scale when the target size allows, EXIF
-orientation applied), :func:`image_to_uint8` resizes and centre-crops it,
+decodes it (JPEGs at a reduced scale when the target size allows, and to their
+luma alone for a grey model; EXIF orientation applied), :func:`image_to_uint8` resizes and centre-crops it,
 composites transparency onto :data:`BACKGROUND` and converts to grey or RGB;
 :func:`load_image` is the two in one.
 """
@@ -43,7 +43,7 @@ def describe_error(error: BaseException) -> str:
     return " ".join(str(reason).split())
 
 
-def open_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
+def open_image(path: str | os.PathLike, draft_size: int | None = None, grey: bool = False) -> Image.Image:
     """Open an image file, decode it fully (not lazily, so broken files fail here) and orient it.
 
     Args:
@@ -54,7 +54,13 @@ def open_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
             DCT runs at the reduced size, so most of its work is skipped; the factor 2
             leaves the final antialiased resize a real reduction, as Pillow's own
             ``thumbnail`` does, and keeps the pixels within about 1 level of the exact
-            decode on average, see the tests); other formats decode at full size.
+            decode on average, see the tests). Other formats have no reduced-scale
+            decoding: they decode at full size, and :func:`image_to_uint8` box-reduces
+            them by an integer factor before its resize.
+        grey: the image will be made grey. A colour (YCbCr) JPEG is then decoded to
+            its luma channel only, which is the ITU-R 601-2 luma ``convert("L")``
+            computes from the decoded colours (to within 1 level), without the work
+            of decoding and converting the colours.
 
     The EXIF orientation tag is applied (the pixels are rotated or flipped as a
     viewer shows them).
@@ -69,10 +75,10 @@ def open_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
         raise UnreadableImageError(path, "empty file (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data))
-        if draft_size is not None and image.format == "JPEG":
-            image.draft(image.mode, (2 * draft_size, 2 * draft_size))
+        if image.format == "JPEG" and (draft_size is not None or grey):
+            image.draft("L" if grey else image.mode, None if draft_size is None else (2 * draft_size, 2 * draft_size))
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy of an image that needs no turning
     except Image.UnidentifiedImageError:
         raise UnreadableImageError(path, "not an image file (unknown format)") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
@@ -83,9 +89,10 @@ def open_image(path: str | os.PathLike, draft_size: int | None = None) -> Image.
 def load_image(path: str | os.PathLike, image_size: int, channels: int) -> Tensor:
     """A file as the model's ``(channels, image_size, image_size)`` uint8 input.
 
-    :func:`open_image` with ``draft_size=image_size``, then :func:`image_to_uint8`.
+    :func:`open_image` with ``draft_size=image_size`` (and ``grey`` for one channel),
+    then :func:`image_to_uint8`.
     """
-    return image_to_uint8(open_image(path, draft_size=image_size), image_size, channels)
+    return image_to_uint8(open_image(path, draft_size=image_size, grey=channels == 1), image_size, channels)
 
 
 def has_transparency(image: Image.Image) -> bool:
@@ -125,7 +132,9 @@ def image_to_uint8(image: Image.Image, image_size: int, channels: int) -> Tensor
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     transparent = has_transparency(image)
-    image = image.convert("RGBA" if transparent else "L" if channels == 1 else "RGB")
+    mode = "RGBA" if transparent else "L" if channels == 1 else "RGB"
+    if image.mode != mode:  # converting to the same mode would copy the whole image
+        image = image.convert(mode)
     width, height = image.size
     if (width, height) != (image_size, image_size):
         scale = image_size / min(width, height)

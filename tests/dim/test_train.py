@@ -11,7 +11,7 @@ import torch
 from dim.config import PRESET_FIELDS, PRESETS, TrainConfig
 from dim.core.checkpoint import load_checkpoint
 from dim.core.shapes import make_shapes
-from dim.train import Trainer, epoch_order, train
+from dim.train import FOLDER_IMAGE_SIZES, Trainer, epoch_order, folder_image_size, train, train_folder
 
 TINY = TrainConfig(dataset="shapes", batch_size=8, critic_hidden=16, z_dim=16, knn=False, log_every=2, device="cpu")
 
@@ -184,3 +184,26 @@ def test_large_images_train_at_their_size_and_the_model_records_it(tmp_path, siz
     extractor = load_features(tmp_path / "run")
     assert extractor.image_size == size
     assert extractor(torch.zeros(2, 3, size, size, dtype=torch.uint8)).shape == (2, 16)
+
+
+@pytest.mark.parametrize("median_side, size", [(None, 32), (20, 32), (63, 32), (64, 64), (95, 64), (96, 96),
+                                               (375, 96)])
+def test_the_folder_image_size_is_the_largest_that_does_not_enlarge(median_side, size):
+    assert FOLDER_IMAGE_SIZES == (32, 64, 96)
+    assert folder_image_size(median_side) == size
+
+
+def test_train_folder_trains_the_best_preset_for_the_budget(tmp_path):
+    folder = write_folder(tmp_path / "photos", count=16, size=(90, 70))  # 16 in train/; shorter side 70: 64 px
+    run_dir = train_folder(folder, tmp_path / "run", minutes=2.5, max_steps=2, device="cpu", progress=False)
+    assert run_dir == tmp_path / "run"
+    config = load_checkpoint(run_dir, "dim")["config"]
+    assert config["preset"] == "best" and config["image_size"] == 64 and not config["knn"]
+    assert config["time_limit"] == 2.5 and config["max_steps"] == 2 and config["lr_schedule"] == "cosine"
+    assert config["batch_size"] == 16 // 4  # a small folder: 4 steps per epoch, not one batch of 128
+    assert load_checkpoint(run_dir, "dim")["step"] == 2
+    with pytest.raises(ValueError, match="minutes must be positive, got 0"):
+        train_folder(folder, tmp_path / "other", minutes=0)
+    single = write_folder(tmp_path / "one", count=1, size=(40, 40))
+    with pytest.raises(ValueError, match="has 1 training images; training needs at least 2"):
+        train_folder(single, tmp_path / "other", minutes=1, image_size=32)

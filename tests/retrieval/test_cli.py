@@ -1,4 +1,4 @@
-"""``dim-search build/add/query`` end to end, with a DIM checkpoint trained for one step."""
+"""``dim-search build/add/query`` end to end: with a DIM checkpoint trained for one step, and training its own."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def run(*args: str) -> str:
 @pytest.fixture
 def built(dim_checkpoint: Path, image_dir: Path, tmp_path: Path) -> Path:
     index_dir = tmp_path / "index"
-    output = run("build", dim_checkpoint, image_dir, "--index", index_dir, "--device", "cpu", "--num-workers", "0")
+    output = run("build", image_dir, "--index", index_dir, "--model", dim_checkpoint, "--device", "cpu",
+                 "--num-workers", "0")
     assert f"indexed {NUM_GOOD_IMAGES}, skipped 3" in output
     return index_dir
 
@@ -116,7 +117,8 @@ def test_wrong_model_and_broken_index_are_refused(
 def test_build_errors_are_one_line(tmp_path: Path, image_dir: Path) -> None:
     not_a_checkpoint = tmp_path / "notes.pt"
     not_a_checkpoint.write_text("hello")
-    result = CliRunner().invoke(main, ["build", str(not_a_checkpoint), str(image_dir), "--index", str(tmp_path / "i")])
+    result = CliRunner().invoke(main, ["build", str(image_dir), "--index", str(tmp_path / "i"), "--model",
+                                       str(not_a_checkpoint)])
     assert result.exit_code != 0 and "is not a readable checkpoint" in result.output
     assert "Traceback" not in result.output
 
@@ -145,11 +147,70 @@ def test_a_model_trained_at_96_px_builds_and_queries_an_index(tmp_path: Path) ->
     ], catch_exceptions=False)
     assert trained.exit_code == 0, trained.output
     index_dir = tmp_path / "index"
-    assert "indexed 12, skipped 0" in run("build", run_dir, photos, "--index", index_dir, "--device", "cpu",
-                                          "--num-workers", "0")
+    assert "indexed 12, skipped 0" in run("build", photos, "--index", index_dir, "--model", run_dir, "--device",
+                                          "cpu", "--num-workers", "0")
     manifest = json.loads((index_dir / "manifest.json").read_text())
     assert manifest["model"]["image_size"] == 96 and manifest["feature_dim"] == 8
     query = photos / "a" / "p01.jpg"
     result = json.loads(run("query", index_dir, query, "-k", "3", "--json", "--device", "cpu"))
     top = result["results"][0]
     assert top["path"] == str(query) and top["score"] > 0.999  # the file finds itself: the same pixels as indexed
+
+
+def write_photos(folder: Path, count: int, size: tuple[int, int], seed: int) -> list[Path]:
+    """``count`` JPEG photos of ``size`` in two sub-folders."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        path = folder / ("a" if i % 2 else "b") / f"p{i:02d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        random_image(rng, size).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def test_build_without_a_model_trains_one_beside_the_index(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    write_photos(photos, 12, (200, 150), seed=5)
+    index_dir = tmp_path / "index"
+    result = CliRunner().invoke(main, ["build", str(photos), "--index", str(index_dir), "--train-steps", "2",
+                                       "--device", "cpu", "--num-workers", "0"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    model_dir = index_dir / "model"
+    assert "indexed 12, skipped 0" in result.stdout and f"model trained into {model_dir}" in result.stdout
+    # The size is chosen from the images and stated: the largest of 32, 64, 96 px not above their shorter side.
+    assert "at 96 px (chosen from the images: their median shorter side is 150 px)" in result.stderr
+    assert "for 10 min or 2 steps" in result.stderr  # the default budget, cut short by the test's step limit
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    assert manifest["model"]["checkpoint"] == str((model_dir / "checkpoint.pt").resolve())
+    assert manifest["model"]["name"] == "dim:z" and manifest["model"]["image_size"] == 96
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["preset"] == "best" and config["image_size"] == 96 and config["time_limit"] == 10
+    assert torch.load(model_dir / "checkpoint.pt", weights_only=True)["step"] == 2
+    query = photos / "a" / "p01.jpg"
+    top = json.loads(run("query", index_dir, query, "-k", "3", "--json", "--device", "cpu"))["results"][0]
+    assert top["path"] == str(query) and top["score"] > 0.999
+
+    again = CliRunner().invoke(main, ["build", str(photos), "--index", str(index_dir), "--train-steps", "1"])
+    assert again.exit_code != 0 and "already holds an index" in again.output  # refused before any training
+    (index_dir / "manifest.json").rename(tmp_path / "manifest.json")  # as if indexing had been interrupted
+    again = CliRunner().invoke(main, ["build", str(photos), "--index", str(index_dir), "--train-steps", "1"])
+    assert again.exit_code != 0 and f"already holds a model trained for this index: index with it (--model " \
+        f"{model_dir})" in again.output
+
+
+def test_small_images_train_at_32_px_and_training_options_need_no_model(
+    tmp_path: Path, image_dir: Path, dim_checkpoint: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    result = CliRunner().invoke(main, ["build", str(image_dir), "--index", str(index_dir), "--train-steps", "1",
+                                       "--train-minutes", "0.5", "--device", "cpu", "--num-workers", "0"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert f"indexed {NUM_GOOD_IMAGES}, skipped 3" in result.stdout  # the broken files are skipped in both phases
+    assert "at 32 px (chosen from the images: their median shorter side is 20 px)" in result.stderr
+    assert "for 0.5 min or 1 steps" in result.stderr
+    mixed = CliRunner().invoke(main, ["build", str(image_dir), "--index", str(tmp_path / "other"), "--model",
+                                      str(dim_checkpoint), "--train-minutes", "1", "--image-size", "64"])
+    assert mixed.exit_code != 0
+    assert "--train-minutes, --image-size set the training of a model: leave them out with --model" in mixed.output

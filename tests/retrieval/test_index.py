@@ -7,10 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
-from retrieval import ModelMismatchError, ann
+from retrieval import ModelMismatchError, ann, find_duplicates
 from retrieval.index import Index
 from retrieval.store import METADATA_FILE, read_metadata
 from tests.retrieval.conftest import (
@@ -195,3 +196,50 @@ def test_symlinked_files_stay_relative_to_the_root(model, image_dir: Path, tmp_p
         (linked / name).symlink_to(image_dir / name)
     index = Index.build(model, tmp_path / "linked", tmp_path / "index", num_workers=0)
     assert [record.path for record in index.records] == ["cats/img001.png", "cats/img002.JPG"]
+
+
+def test_an_ivfpq_index_is_queried_extended_and_deduplicated(model, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    write_images(folder, 100, seed=11)
+    shutil.copyfile(folder / "img001.png", folder / "img001-copy.png")  # the same bytes: an exact duplicate
+    index = Index.build(model, folder, tmp_path / "pq", index_type="ivfpq", num_workers=0)
+    info = json.loads((index.directory / "manifest.json").read_text())["index"]
+    assert info["type"] == info["requested"] == "ivfpq"
+    # 101 vectors: 101 // 39 = 2 lists, 32 one-dimensional sub-vectors of floor(log2(101 / 39)) = 1 bit
+    assert info["build"] == {"nlist": 2, "M": 32, "nbits": 1}
+    assert set(info["search"]) == {"nprobe"} and 0 < info["recall_at_10"] <= 1
+
+    loaded = Index.load(index.directory, model=tiny_model())  # the store's size, checksum and id checks pass
+    assert isinstance(loaded.faiss_index, faiss.IndexIVFPQ) and len(loaded) == 101
+    # Query: with both lists probed, the hits are the best inner products with the decoded vectors.
+    loaded.manifest["index"]["search"] = {"nprobe": 2}
+    vectors = ann.stored_vectors(loaded.faiss_index)  # (101, 32) decoded
+    query = loaded.vector_of(7)
+    scores, found = loaded.search_vectors(query[None], k=5)
+    np.testing.assert_allclose(scores[0], np.sort(vectors @ query)[::-1][:5], atol=1e-5)
+    np.testing.assert_allclose(scores[0], [query @ loaded.vector_of(int(i)) for i in found[0]], atol=1e-5)
+    (result,) = loaded.search(folder / "img005.png", k=5)
+    assert len(result.neighbours) == 5 and sorted(result.neighbours, key=lambda hit: -hit.score) == result.neighbours
+
+    write_images(folder / "more", 4, seed=12, prefix="new")
+    assert loaded.add(folder, num_workers=0).added == 4
+    reloaded = Index.load(index.directory, model=tiny_model())
+    assert reloaded.index_type == "ivfpq" and reloaded.manifest["index"]["build"] == info["build"]  # added, not rebuilt
+    assert sorted(ann.index_ids(reloaded.faiss_index)) == list(range(105))
+
+    # Dedup: the copy pairs with its original (with 4-byte codes, other images may join their group).
+    by_path = {record.path: record.id for record in reloaded.records}
+    original, copy = by_path["img001.png"], by_path["img001-copy.png"]
+    (group,) = [group for group in find_duplicates(reloaded) if original in {image.id for image in group.images}]
+    assert any({a, b} == {original, copy} for a, b, _ in group.pairs)
+
+
+def test_an_index_inside_its_image_folder_leaves_its_own_files_out(tmp_path: Path, image_dir: Path) -> None:
+    from PIL import Image
+
+    inside = image_dir / "pictures.idx"
+    index = Index.build(tiny_model(), image_dir, inside, progress=False)
+    (inside / "model").mkdir()
+    Image.new("RGB", (16, 16), "red").save(inside / "model" / "curves.png")  # what a trained model keeps there
+    summary = index.add(image_dir, progress=False)
+    assert summary.added == 0 and not any("pictures.idx" in record.path for record in index.records)

@@ -183,7 +183,7 @@ def test_a_truncated_faiss_file_is_refused_with_what_to_do(index: Index, image_d
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DamagedIndexError, match=rf"{path} is truncated or from another write") as caught:
         Index.load(index.directory, model=tiny_model())
-    assert f"dim-search build MODEL {image_dir} --index {index.directory} --overwrite" in str(caught.value)
+    assert f"dim-search build {image_dir} --index {index.directory} --model MODEL --overwrite" in str(caught.value)
     result = CliRunner().invoke(main, ["query", str(index.directory), str(image_dir / "img001.png")])
     assert result.exit_code != 0 and "index.faiss is truncated" in result.output and "Traceback" not in result.output
 

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dim.core.embedding import embed_images
+import dim.core.embedding
+from dim.core.embedding import decoding_split, embed_images
 from dim.core.features import FeatureExtractor
 from dim.core.files import ImageFiles
 from dim.core.memory import ImageDataset
@@ -74,3 +75,39 @@ def test_images_in_memory_take_the_same_path(files):
 def test_bad_batch_size_is_refused(files):
     with pytest.raises(ValueError, match="batch_size must be positive"):
         embed_images(mean_colour_model(), files[0], batch_size=0)
+
+
+@pytest.mark.parametrize("num_workers, cores, split", [
+    (None, 1, (1, 0)),  # one core: decode in the main process, on its one thread
+    (None, 2, (1, 2)),  # the measured best on two cores: a worker per core, the network on one thread
+    (None, 4, (1, 4)),
+    (None, 16, (8, 8)),  # at most 8 workers; the network takes the rest
+    (0, 2, (2, 0)),  # no workers: the network has every core
+    (1, 2, (1, 1)),
+    (3, 2, (1, 3)),  # more workers than cores: still one thread
+])
+def test_decoding_split_gives_every_core_a_decoder_and_the_network_the_rest(num_workers, cores, split):
+    assert decoding_split(num_workers, cores) == split
+
+
+def test_decoding_split_refuses_negative_workers():
+    with pytest.raises(ValueError, match="num_workers must be >= 0 .*got -1"):
+        decoding_split(-1, 2)
+
+
+def thread_recording_model(seen: list[int]) -> FeatureExtractor:
+    """:func:`mean_colour_model` that records torch's thread count at each forward pass."""
+    model = mean_colour_model()
+    model.register_forward_pre_hook(lambda module, inputs: seen.append(torch.get_num_threads()))
+    return model
+
+
+def test_files_embed_on_the_split_threads_and_the_count_is_restored(files, monkeypatch):
+    paths, _ = files
+    monkeypatch.setattr(dim.core.embedding, "available_cores", lambda: 3)
+    before, seen = torch.get_num_threads(), []
+    embed_images(thread_recording_model(seen), paths, batch_size=8, num_workers=1)  # 3 cores, 1 worker: 2 threads
+    embed_images(thread_recording_model(seen), paths, batch_size=8, num_workers=0, threads=1)
+    assert seen == [2, 1] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        embed_images(mean_colour_model(), paths, threads=0)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import dim.core.files
-from dim.core.files import ImageFiles, find_images, load_image_folder
+from dim.core.files import ImageFiles, find_images, load_image_folder, median_shorter_side
 from dim.core.images import UnreadableImageError, image_to_uint8, load_image, open_image
 from tests.dim.core.conftest import write_image
 
@@ -126,3 +126,15 @@ def test_second_load_uses_the_cache(tmp_path, monkeypatch):
 def test_image_files_refuse_labels_of_another_length(tmp_path):
     with pytest.raises(ValueError, match="labels for"):
         ImageFiles([tmp_path / "a.png"], labels=torch.zeros(2, dtype=torch.int64))
+
+
+def test_median_shorter_side_reads_headers_and_leaves_out_unreadable_files(tmp_path):
+    paths = [write_image(tmp_path / f"{name}.png", size=size)
+             for name, size in [("a", (10, 20)), ("b", (40, 30)), ("c", (50, 60)), ("d", (90, 70))]]
+    (tmp_path / "e.jpg").write_text("not an image")
+    paths.append(tmp_path / "e.jpg")
+    assert median_shorter_side(paths) == 30  # shorter sides 10, 30, 50, 70: the lower median
+    assert median_shorter_side(paths, sample=2) == 10  # every second file: a (10) and c (50)
+    assert median_shorter_side(paths[-1:]) is None
+    with pytest.raises(ValueError, match="sample must be positive, got 0"):
+        median_shorter_side(paths, sample=0)

@@ -47,8 +47,11 @@ def test_resize_then_centre_crop_keeps_the_middle(horizontal):
 
 def test_an_image_at_the_target_size_is_only_converted():
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    out = image_to_uint8(Image.fromarray(pixels), 8, 3)
+    image = Image.fromarray(pixels)
+    out = image_to_uint8(image, 8, 3)
     assert torch.equal(out, torch.from_numpy(pixels).permute(2, 0, 1))  # (C, H, W), not resampled
+    out[:] = 0
+    assert np.array_equal(np.asarray(image), pixels)  # the tensor has its own memory: the image is left alone
     grey = image_to_uint8(Image.fromarray(pixels), 8, 1)
     expected = np.asarray(Image.fromarray(pixels).convert("L"))  # ITU-R 601-2 luma
     assert grey.shape == (1, 8, 8) and torch.equal(grey[0], torch.from_numpy(expected.copy()))
@@ -104,6 +107,9 @@ def test_exif_orientation_is_applied(tmp_path):
     assert image.size == (8, 16)  # shown 8 wide x 16 high: the left (red) side is now the top
     shown = np.asarray(image).astype(int)
     assert shown[2, 4, 0] > 200 and shown[2, 4, 2] < 60 and shown[13, 4, 2] > 200 and shown[13, 4, 0] < 60
+    drafted = open_image(tmp_path / "turned.jpg", draft_size=2)  # decoded at 1/2 scale (8x4), then turned
+    assert drafted.size == (4, 8)
+    assert drafted.getexif().get(0x0112) is None  # the orientation tag is gone: it has been applied
 
 
 def smooth_photo(width: int = 500, height: int = 375) -> Image.Image:
@@ -123,6 +129,17 @@ def test_jpegs_decode_at_reduced_scale_close_to_the_exact_pixels(tmp_path, size,
     exact = image_to_uint8(open_image(tmp_path / "photo.jpg"), size, 3).float()
     assert fast.shape == exact.shape == (3, size, size)
     assert (fast - exact).abs().mean() < 2.0 and (fast - exact).abs().max() < 40
+
+
+@pytest.mark.parametrize("size", [32, 200])
+def test_a_grey_model_decodes_a_colour_jpeg_to_its_luma_alone(tmp_path, size):
+    smooth_photo().save(tmp_path / "photo.jpg", quality=90)
+    assert open_image(tmp_path / "photo.jpg", grey=True).mode == "L"  # luma only, at full size
+    luma = load_image(tmp_path / "photo.jpg", size, 1).int()
+    via_colours = image_to_uint8(open_image(tmp_path / "photo.jpg", draft_size=size), size, 1).int()
+    assert luma.shape == (1, size, size) and (luma - via_colours).abs().max() <= 1  # the same ITU-R 601-2 luma
+    smooth_photo(64, 48).save(tmp_path / "photo.png")
+    assert open_image(tmp_path / "photo.png", grey=True).mode == "RGB"  # no luma-only decoding: as it is
 
 
 def test_other_formats_decode_exactly_whatever_the_draft_size(tmp_path):
