@@ -1,13 +1,17 @@
 """DDP on CPU with two gloo processes: negatives come from the global batch, and every rank ends with the same weights.
 
 Each rank writes what it saw to a file; the test process compares. The references are a single process
-computing the same loss on the concatenated global batch.
+computing the same loss on the concatenated global batch. A slow test runs `dim train` under two torchrun
+agents that meet as two nodes on loopback, as on a cluster.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +168,53 @@ def test_a_world_of_one_communicates_nothing(monkeypatch):
 def test_the_gather_needs_a_process_group():
     with pytest.raises(RuntimeError, match="initialised torch.distributed process group"):
         all_gather_with_local_grad(torch.zeros(2, 3))
+
+
+def _free_port() -> int:
+    """A TCP port that was free a moment ago: bound to port 0, the socket closed again (another process may take it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _two_nodes(data: Path, outs: list[Path], port: int, timeout: float) -> list[subprocess.CompletedProcess]:
+    """``torchrun`` twice, as two nodes of one process each meeting at a c10d rendezvous on loopback."""
+    nodes = []
+    for node_rank, out in enumerate(outs):
+        command = [
+            sys.executable, "-m", "torch.distributed.run",  # the torchrun command
+            "--nnodes", "2", "--nproc_per_node", "1", "--node-rank", str(node_rank),
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--local-addr", "127.0.0.1",
+            "-m", "dim", "train", str(data), "--out", str(out),
+            "--max-steps", "2", "--no-knn", "--batch-size", "4", "--threads", "1", "--device", "cpu",
+        ]
+        nodes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    finished = []
+    for node in nodes:
+        try:
+            output, _ = node.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for other in nodes:
+                other.kill()
+            raise
+        finished.append(subprocess.CompletedProcess(node.args, node.returncode, output))
+    return finished
+
+
+@pytest.mark.slow  # about 30 s on two cores: two torchrun agents, each starting a training process
+def test_training_across_two_nodes_with_torchrun(tmp_path):
+    data = tmp_path / "images"
+    _write_images(data, 40)
+    outs = [tmp_path / "node0", tmp_path / "node1"]  # each node's own disk, as on a cluster
+    for attempt in range(2):  # the port may be taken between picking and binding: try a second one
+        nodes = _two_nodes(data, outs, _free_port(), timeout=600)  # generous: only a hang should reach it
+        in_use = any("address already in use" in node.stdout.lower() for node in nodes)
+        if not (in_use and attempt == 0):
+            break
+    for node in nodes:
+        assert node.returncode == 0, node.stdout[-3000:]
+    # The rendezvous, not --node-rank, decides which node holds rank 0; that one alone writes the checkpoint.
+    written = [out for out in outs if (out / "checkpoint.pt").is_file()]
+    assert len(written) == 1, f"checkpoints in {written}"
+    checkpoint = torch.load(written[0] / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == 2 and len(checkpoint["rng"]) == WORLD_SIZE  # both processes' RNG states
