@@ -7,6 +7,7 @@ product shares come from :mod:`dim.core.cli`.
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import click
@@ -25,6 +26,7 @@ from dim.core.cli import (
 )
 from dim.core.device import PRECISIONS
 from dim.core.probes import KNN_K, KNN_TEMPERATURE
+from dim.mi.estimate import CRITIC_DEFAULTS, LEARNING_RATES, estimate_mi
 from dim.models import ARCHS, FEATURES
 from dim.objective import BOUNDS, CRITICS, LOCAL_MAPS, NEGATIVES, PRIORS, VIEWS
 from dim.train import train
@@ -143,7 +145,8 @@ def train_command(compile_: bool | None, resume: bool, **options) -> None:
 @device_option()
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
-              help="Decoding processes for image files [default: CPU cores - 1, at most 8].")
+              help="Decoding processes for image files [default: one per CPU core, at most 8; the network gets the "
+                   "cores left, at least one thread].")
 def eval_command(run: str, **options) -> None:
     """Weighted kNN accuracy of a trained encoder on its dataset's test split,
     with the training split as memory: the --k most cosine-similar training
@@ -176,7 +179,8 @@ def eval_command(run: str, **options) -> None:
               help="DIM runs: z (the code, default), fc or conv. Other model families have one feature.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--num-workers", type=click.IntRange(min=0), default=None,
-              help="Decoding processes for image files [default: CPU cores - 1, at most 8].")
+              help="Decoding processes for image files [default: one per CPU core, at most 8; the network gets the "
+                   "cores left, at least one thread].")
 @device_option()
 def embed_command(run: str, source: str, **options) -> None:
     """Write the features of SOURCE (a dataset name or an image folder) to
@@ -193,6 +197,81 @@ def embed_command(run: str, source: str, **options) -> None:
         click.echo(f"skipped {len(result.skipped)} unreadable files", err=True)
     click.echo(f"{result.count} x {result.feature_dim} features -> {result.features_path} and {result.csv_path} "
                f"({result.images_per_s:.0f} images/s)")
+
+
+# `dim mi`'s defaults, read off estimate_mi's signature.
+_MI_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(estimate_mi).parameters.items()}
+
+
+@main.command("mi")
+@click.argument("x", metavar="X")
+@click.argument("y", metavar="Y")
+@click.option("--critic", type=click.Choice(CRITICS), default=_MI_DEFAULTS["critic"], show_default=True,
+              help="concat: an MLP on [x, y]; separable: the dot product of two embeddings.")
+@click.option("--bound", type=click.Choice(BOUNDS), default=_MI_DEFAULTS["bound"], show_default=True,
+              help="The bound trained and read on held-out pairs (docs/mi.md).")
+@click.option("--hidden-dim", type=click.IntRange(min=1), default=None,
+              help="Width of the critic's hidden layers [default: " + ", ".join(
+                  f"{form} {options['hidden_dim']}" for form, options in CRITIC_DEFAULTS.items()) + "].")
+@click.option("--folds", type=click.IntRange(min=3), default=_MI_DEFAULTS["folds"], show_default=True,
+              help="k: each fold is held out once; the interval is over the k estimates.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=_MI_DEFAULTS["max_steps"], show_default=True,
+              help="The most training steps per fold (training stops earlier once validation stops improving).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=_MI_DEFAULTS["batch_size"], show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="AdamW learning rate [default: " + ", ".join(
+                  f"{form} {lr:g}" for form, lr in LEARNING_RATES.items()) + "].")
+@click.option("--rank-gaussian/--no-rank-gaussian", default=_MI_DEFAULTS["rank_gaussian"], show_default=True,
+              help="Map each column to normal scores of its ranks first (MI is unchanged; long tails and warped "
+                   "margins are gone), or only standardise it.")
+@click.option("--baselines/--no-baselines", default=_MI_DEFAULTS["baselines"], show_default=True,
+              help="Also print the Gaussian (CCA) and KSG estimates of the same samples.")
+@click.option("--seed", type=int, default=_MI_DEFAULTS["seed"], show_default=True)
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw the validation estimate of each fold over the steps into this PNG (needs matplotlib).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as one JSON object, the last line.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="A progress bar on stderr (when it is a terminal).")
+@device_option()
+@threads_option(1)
+def mi_command(x: str, y: str, hidden_dim: int | None, plot: str | None, as_json: bool, progress: bool,
+               device: str, threads: int, **options) -> None:
+    """Estimate the mutual information I(X; Y) of two paired arrays, in nats
+    and bits, with an interval.
+
+    X and Y hold one sample per row, rows paired: a .npy file, an .npz archive
+    (FILE.npz:KEY), or a .csv of numbers (a header row is skipped). A critic is
+    trained on all folds but one and read on the held-out fold, k times; see
+    docs/mi.md ("Estimating the MI of two arrays"). The critics are small: one
+    CPU thread (the default --threads) runs them fastest.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from dim.core.device import select_device
+    from dim.mi_io import load_array, plot_estimate
+
+    with user_errors():
+        x_values, y_values = load_array(x), load_array(y)
+        critic_options = {} if hidden_dim is None else {"hidden_dim": hidden_dim}
+        if threads > 0:
+            torch.set_num_threads(threads)
+        with tqdm(unit="step", desc="dim mi", disable=None if progress else True, leave=False) as bar:
+            result = estimate_mi(x_values, y_values, critic_options=critic_options, device=select_device(device),
+                                 progress=bar, **options)
+    low, high = result.interval
+    click.echo(f"I(X; Y) = {result.nats:.4f} nats ({result.bits:.4f} bits), {result.confidence:.0%} interval "
+               f"{low:.4f} to {high:.4f} nats, from {result.num_samples} samples held out in {len(result.folds)} "
+               "folds")
+    if result.baselines:
+        click.echo("baselines: " + ", ".join(f"{name} {value:.4f} nats" for name, value in result.baselines.items()))
+    for note in result.diagnostics:
+        click.echo(f"warning: {note}")
+    if plot is not None:
+        written = plot_estimate(result, plot, title=f"I({x}; {y})")
+        click.echo(f"curves: {written}" if written else "curves skipped: pip install matplotlib")
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
 
 
 if __name__ == "__main__":

@@ -18,12 +18,17 @@ docstring for the math), each with a registry of short names and a builder:
 Plus InfoGAN's variational Q bound (:mod:`dim.mi.variational`), the closed
 form Gaussian prior term (:mod:`dim.mi.prior`) and the mutual information of
 two paired categorical assignments that IIC maximises (:mod:`dim.mi.clustering`).
+
+:func:`estimate_mi` (:mod:`dim.mi.estimate`) estimates I(X; Y) of two paired
+arrays with held-out evaluation and a k-fold interval, beside the classical
+Gaussian (CCA) and KSG estimates of :mod:`dim.mi.baselines`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from dim.mi.baselines import canonical_correlations, gaussian_mi, ksg_mi
 from dim.mi.bounds import (
     BOUNDS,
     BoundOutput,
@@ -44,6 +49,7 @@ from dim.mi.critics import (
     Projection,
     make_critic,
 )
+from dim.mi.estimate import FoldCurve, MIEstimate, estimate_mi, rank_gaussianize
 from dim.mi.estimator import MIEstimator
 from dim.mi.negatives import (
     AllPairsNegatives,
@@ -78,6 +84,7 @@ __all__ = [
     "CategoricalQBound",
     "CrossLocationNegatives",
     "DonskerVaradhanBound",
+    "FoldCurve",
     "GaussianQBound",
     "GlobalConcatCritic",
     "GlobalSeparableCritic",
@@ -85,15 +92,21 @@ __all__ = [
     "JensenShannonBound",
     "LocalConcatCritic",
     "LocalSeparableCritic",
+    "MIEstimate",
     "MIEstimator",
     "NWJBound",
     "PairedCategoricalMI",
     "Projection",
     "ShuffleNegatives",
+    "canonical_correlations",
+    "estimate_mi",
     "gaussian_kl",
+    "gaussian_mi",
+    "ksg_mi",
     "make_bound",
     "make_critic",
     "make_negatives",
     "random_derangement",
+    "rank_gaussianize",
     "reparameterize",
 ]
