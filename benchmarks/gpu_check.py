@@ -243,7 +243,7 @@ def pytest_counts(output: str) -> dict[str, int]:
 
 def run_gpu_tests(out: Path) -> dict[str, Any]:
     """``python -m pytest -q -m gpu`` over :data:`GPU_TESTS` in a subprocess; its output goes to ``pytest_gpu.txt``."""
-    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-rfEs", *GPU_TESTS]
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-n", "0", "-rfEs", *GPU_TESTS]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
