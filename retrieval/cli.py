@@ -110,7 +110,9 @@ def main() -> None:
     type=click.Choice(INDEX_TYPES),
     default="auto",
     show_default=True,
-    help="auto: exact search up to 200k images, then IVF (nprobe tuned for recall@10 >= 0.95).",
+    help="auto: exact search up to 200k images, then IVF (nprobe tuned for recall@10 >= 0.95); flat, hnsw and "
+    "ivf force a type; ivfpq stores 32-byte product-quantised codes (about 40 bytes an image, approximate "
+    "scores) for collections too large for the vectors (docs: 'Large collections').",
 )
 @_batch_size_option
 @device_option()

@@ -14,7 +14,8 @@ A group is *exact* when all its files have the same bytes, *near* otherwise
 Exact groups come first, then near ones, largest first within each kind.
 
 On an exact (flat) index the pairs are exact; on IVF or HNSW they are what the
-approximate search finds with the index's tuned parameters. To judge a
+approximate search finds with the index's tuned parameters; on IVF-PQ the scores
+are also those of the decoded codes, not of the exact vectors. To judge a
 threshold, :func:`score_histogram` counts each image's nearest-neighbour score.
 
 Example:
