@@ -260,7 +260,7 @@ def step_config(args: argparse.Namespace, batch_size: int, precision: str, out: 
 def training_format(args: argparse.Namespace) -> str:
     """The number format ``dim train`` trains in on this CPU under the chosen ``precision``."""
     precision = dict(args.set).get("precision", TrainConfig.precision)
-    return "bf16" if uses_bf16(torch.device("cpu"), precision, training=True) else "fp32"
+    return "bf16" if uses_bf16(torch.device("cpu"), precision) else "fp32"
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:

@@ -100,9 +100,9 @@ def main() -> None:
               help="Maps whose positions the local term scores against z: local (C(x), as DIM) or local+conv "
                    f"(also the last convolutional map's, multi-scale as AMDIM) {hint('local_maps')}.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=_DEFAULTS.precision, show_default=True,
-              help="Number format of training and embedding: auto is bf16 on CUDA; on a CPU with fast bf16 "
-                   "(AVX-512 BF16 or AMX) it trains in fp32 and embeds in bf16, as measured best "
-                   "(benchmarks/RESULTS.md).")
+              help="Number format of training and embedding: auto is bf16 where bf16 is fast (CUDA, or a CPU with "
+                   "AVX-512 BF16 or AMX), with the critics' scores and the bounds in fp32; fp32 elsewhere "
+                   "(measured: benchmarks/RESULTS.md).")
 @click.option("--z-dim", type=int, default=_DEFAULTS.z_dim, show_default=True, help="Size of the code z.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), help=f"Augmentation {hint('augment')}.")
 @click.option("--views", type=click.IntRange(min(VIEWS), max(VIEWS)),

@@ -116,9 +116,8 @@ class TrainConfig:
             local term scores against the code, ``local`` (C(x), as DIM) or ``local+conv``
             (also the last convolutional map's, a multi-scale term after AMDIM).
         precision: one of :data:`dim.core.device.PRECISIONS`: the number format of
-            the training step and of embedding (``auto``: bf16 on CUDA; on a CPU with
-            fast bf16, fp32 for training and bf16 for embedding; see
-            :func:`dim.core.device.autocast`).
+            the training step and of embedding (``auto``: bf16 where bf16 is fast, CUDA or a
+            CPU with AVX-512 BF16 or AMX, fp32 elsewhere; see :func:`dim.core.device.autocast`).
         device: ``auto``, ``cpu``, ``cuda``, ...
         seed: seed of every RNG.
         threads: CPU threads torch may use (0: torch's default).

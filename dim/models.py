@@ -302,7 +302,7 @@ class FeatureHead(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         images = images.contiguous(memory_format=torch.channels_last)  # (B, C, H, W)
-        with autocast(images.device, self.precision, training=False):
+        with autocast(images.device, self.precision):
             return self.encoder.features(images, self.feature)  # (B, feature_dim)
 
 
