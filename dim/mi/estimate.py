@@ -205,8 +205,10 @@ class _ScaledDotProduct(nn.Module):
         return self.critic.pairs(x, z, x_index) * self.scale
 
 
-def _build_critic(form: str, x_dim: int, y_dim: int, options: Mapping[str, Any]) -> nn.Module:
-    """``make_critic(form, "global", ...)``; a separable critic with raw dot products gets them scaled."""
+def build_critic(form: str, x_dim: int, y_dim: int, options: Mapping[str, Any]) -> nn.Module:
+    """The critic :func:`estimate_mi` trains: ``make_critic(form, "global", x_dim, y_dim, **options)``, and for a
+    separable critic with raw dot products (no ``temperature``) its scores divided by ``sqrt(embed_dim)``.
+    """
     critic = make_critic(form, "global", x_dim, y_dim, **options)
     if form == "separable" and options.get("temperature") is None:
         return _ScaledDotProduct(critic, options["embed_dim"])
@@ -519,7 +521,7 @@ def estimate_mi(
             validation, train = rest[:n_validation], rest[n_validation:]
             if not held_out:
                 test = train
-            model = _build_critic(critic, x.shape[1], y.shape[1], options["critic_options"]).to(device)
+            model = build_critic(critic, x.shape[1], y.shape[1], options["critic_options"]).to(device)
             results.append(_fit_fold(model, bound, (x[train], y[train]), (x[validation], y[validation]),
                                      (x[test], y[test]), options, progress, f"fold {f + 1}/{folds}"))
 

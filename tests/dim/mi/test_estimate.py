@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dim.mi import canonical_correlations, estimate_mi, gaussian_mi, ksg_mi, rank_gaussianize
-from dim.mi.estimate import _build_critic, _student_t_quantile
+from dim.mi.estimate import _student_t_quantile, build_critic
 
 RHO = 0.8
 TRUE_MI = -2 * 0.5 * math.log(1 - RHO**2)  # two correlated pairs: 1.022 nats
@@ -90,11 +90,11 @@ def test_separable_critics_score_scaled_dot_products():
     """Raw dot products are divided by sqrt(E); cosine scores (a temperature) are left as they are."""
     torch.manual_seed(0)
     x, y = torch.randn(6, 3), torch.randn(6, 2)
-    scaled = _build_critic("separable", 3, 2, {"hidden_dim": 8, "embed_dim": 16})
+    scaled = build_critic("separable", 3, 2, {"hidden_dim": 8, "embed_dim": 16})
     assert torch.allclose(scaled(x, y), scaled.critic(x, y) / 4)
     index = torch.randint(6, (6, 3))
     assert torch.allclose(scaled.pairs(x, y, index), scaled.critic.pairs(x, y, index) / 4)
-    cosine = _build_critic("separable", 3, 2, {"hidden_dim": 8, "embed_dim": 16, "temperature": 0.5})
+    cosine = build_critic("separable", 3, 2, {"hidden_dim": 8, "embed_dim": 16, "temperature": 0.5})
     assert cosine(x, y).abs().max() <= 2 + 1e-6  # |cos| / T
 
 
