@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from dim.core.cli import device_option, user_errors
+from dim.core.ray_embedding import ENGINES, check_engine
 from retrieval import __version__, cleanup
 from retrieval.ann import INDEX_TYPES
 from retrieval.cleanup import DEFAULT_KEEP, KEEP_RULES
@@ -31,6 +32,21 @@ from retrieval.lock import IndexLockedError
 from retrieval.store import SKIPPED_FILE
 
 
+def _check_engine_options(engine: str, address: str | None, num_workers: int | None) -> None:
+    """Refuse --address without --engine ray and --num-workers with it, and say how to install Ray if it is missing.
+
+    Run before any long work (training a model, listing the folder).
+    """
+    if address is not None and engine != "ray":
+        raise click.UsageError(f"--address {address} is where a Ray cluster runs: give --engine ray too, or leave "
+                               "--address out to embed on this machine")
+    if engine == "ray" and num_workers is not None:
+        raise click.UsageError("--num-workers sets the local engine's decoding processes; the Ray engine decodes in "
+                               "its actors, on the cluster's CPUs: leave --num-workers out")
+    with user_errors(ImportError):
+        check_engine(engine, address)
+
+
 def _summary(indexed: int, skipped: int, index_dir: Path) -> str:
     line = f"indexed {indexed}, skipped {skipped}"
     return line + (f" (reasons in {index_dir / SKIPPED_FILE})" if skipped else "")
@@ -39,8 +55,26 @@ def _summary(indexed: int, skipped: int, index_dir: Path) -> str:
 _batch_size_option = click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")
 _num_workers_option = click.option(
     "--num-workers", type=click.IntRange(min=0), default=None,
-    help="Decoding processes [default: one per CPU core, at most 8; the network gets the cores left, at least one "
-    "thread].",
+    help="Decoding processes of the local engine [default: one per CPU core, at most 8; the network gets the cores "
+    "left, at least one thread].",
+)
+_engine_option = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="Where the images are decoded and embedded: local (decoding processes on this machine) or ray (Ray Data: "
+    "decoding and one model per actor, on a Ray started on this machine or on the cluster at --address; "
+    "needs pip install 'dim-toolkit[ray]'). Both give the same vectors; the folder is listed and the index "
+    "written here either way.",
+)
+_address_option = click.option(
+    "--address",
+    metavar="ADDR",
+    default=None,
+    help="With --engine ray: the Ray cluster to run on, HEAD:6379 (or auto: the cluster of this node); run the "
+    "command on a node of that cluster, and keep the images on a filesystem every node mounts at the same path "
+    "[default: a Ray started on this machine, on all its cores].",
 )
 _model_override_option = click.option(
     "--model",
@@ -117,6 +151,8 @@ def main() -> None:
 @_batch_size_option
 @device_option()
 @_num_workers_option
+@_engine_option
+@_address_option
 @click.option(
     "--overwrite", is_flag=True, help="Replace an index (and a model trained for it) already in the index directory."
 )
@@ -132,6 +168,8 @@ def build(
     batch_size: int,
     device: str,
     num_workers: int | None,
+    engine: str,
+    address: str | None,
     overwrite: bool,
     no_wait: bool,
 ) -> None:
@@ -144,12 +182,17 @@ def build(
 
     Unreadable files are skipped and listed in INDEX_DIR/skipped.txt. Only one
     build or add writes an index at a time; a second one waits for the first.
+
+    With --engine ray the images are decoded and embedded by Ray (on this
+    machine, or on the cluster at --address); see "Large collections" in
+    docs/guide/dim-search.md for running it on a cluster.
     """
     training = {"--train-minutes": train_minutes, "--train-steps": train_steps, "--image-size": image_size}
     given = [name for name, value in training.items() if value is not None]
     if run is not None and given:
         raise click.UsageError(f"{', '.join(given)} set the training of a model: leave them out with --model")
-    with user_errors(IndexLockedError):
+    _check_engine_options(engine, address, num_workers)
+    with user_errors(IndexLockedError, ImportError):
         trained = run is None
         if trained:
             run = train_model(
@@ -159,7 +202,7 @@ def build(
             )
         index = Index.build(
             run, image_dir, index_dir, index_type, batch_size, num_workers, device, progress=True,
-            overwrite=overwrite, wait=not no_wait,
+            overwrite=overwrite, wait=not no_wait, engine=engine, address=address,
         )
     model = f"; model trained into {run}" if trained else ""
     click.echo(_summary(len(index), len(index.skipped), index_dir) + f"; {index.index_type} index in {index_dir}"
@@ -173,6 +216,8 @@ def build(
 @_batch_size_option
 @device_option()
 @_num_workers_option
+@_engine_option
+@_address_option
 @_no_wait_option
 def add(
     index_dir: Path,
@@ -181,16 +226,20 @@ def add(
     batch_size: int,
     device: str,
     num_workers: int | None,
+    engine: str,
+    address: str | None,
     no_wait: bool,
 ) -> None:
     """Add the images under IMAGE_DIR that INDEX_DIR does not hold yet
     (already-indexed paths are left alone; previously skipped files are retried).
 
     Only one build or add writes an index at a time: a second one waits, then
-    adds only what the first did not."""
-    with user_errors(IndexLockedError):
+    adds only what the first did not. --engine and --address are as for build."""
+    _check_engine_options(engine, address, num_workers)
+    with user_errors(IndexLockedError, ImportError):
         index = Index.load(index_dir, model_path, device)
-        summary = index.add(image_dir, batch_size, num_workers, progress=True, wait=not no_wait)
+        summary = index.add(image_dir, batch_size, num_workers, progress=True, wait=not no_wait, engine=engine,
+                            address=address)
     click.echo(
         _summary(summary.added, summary.skipped, index_dir)
         + f"; {summary.already_indexed} already indexed; the {index.index_type} index now holds {len(index)} images"

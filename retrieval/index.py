@@ -37,6 +37,7 @@ from dim.core.embedding import embed_batch, embed_images, eval_mode
 from dim.core.features import FeatureExtractor
 from dim.core.files import IMAGE_EXTENSIONS, find_images
 from dim.core.images import describe_error, load_image, open_image
+from dim.core.ray_embedding import check_engine, embed_images_ray
 from dim.core.registry import folder_trainer
 from retrieval import ann, store
 from retrieval.lock import IndexLock, IndexLockedError
@@ -159,6 +160,8 @@ class Index:
         progress: bool = False,
         overwrite: bool = False,
         wait: bool = True,
+        engine: str = "local",
+        address: str | None = None,
     ) -> Index:
         """Embed every image under ``image_dir`` and write a new index to ``index_dir``.
 
@@ -170,22 +173,34 @@ class Index:
             index_type: ``"auto"`` (size rule of :mod:`retrieval.ann`), ``"flat"``, ``"hnsw"``, ``"ivf"`` or
                 ``"ivfpq"``.
             batch_size: images per forward pass.
-            num_workers: decoding processes (default: one per CPU core, :func:`dim.core.embedding.decoding_split`).
+            num_workers: decoding processes of the local engine (default: one per CPU core,
+                :func:`dim.core.embedding.decoding_split`).
             device: where to run the model (default: auto for a checkpoint, the
                 model's own device for a model).
             progress: show a progress bar.
             overwrite: replace an index already in ``index_dir``.
             wait: if another writer holds the directory's lock, wait for it (printing
                 who holds it); if false, raise :class:`~retrieval.lock.IndexLockedError`.
+            engine: where the images are decoded and embedded: ``"local"``, in decoding
+                processes here (:func:`dim.core.embedding.embed_images`), or ``"ray"``, by Ray
+                Data actors holding one model each (:func:`dim.core.ray_embedding.embed_images_ray`;
+                needs ``pip install 'dim-toolkit[ray]'``). Listing the folder and building the
+                Faiss index stay in this process; both engines give the same vectors.
+            address: with ``engine="ray"``, the Ray cluster to run on (e.g. ``"HEAD:6379"``); the
+                images must then be readable at the same path on every node. ``None``: a Ray
+                started on this machine.
 
         Returns:
             The loaded index. Unreadable files are listed in ``index.skipped`` and ``skipped.txt``.
 
         Raises:
             FileExistsError: if ``index_dir`` holds an index and ``overwrite`` is false.
-            ValueError: for a bad ``index_type``, or a folder without image files.
+            ValueError: for a bad ``index_type``, or a folder without image files; for an unknown
+                ``engine``, an ``address`` without ``engine="ray"``, or ``num_workers`` with it.
+            ImportError: for ``engine="ray"`` when Ray is not installed.
             IndexLockedError: if ``wait`` is false and another writer holds the lock.
         """
+        _check_engine(engine, address, num_workers)
         if index_type not in ann.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {list(ann.INDEX_TYPES)}, got {index_type!r}")
         directory = Path(index_dir)
@@ -216,7 +231,7 @@ class Index:
         with IndexLock(directory, wait=wait):
             store.recover(directory)
             _refuse_existing(directory, overwrite)  # again: another writer may have built it meanwhile
-            index._ingest(paths, batch_size, num_workers, progress)
+            index._ingest(paths, batch_size, num_workers, progress, engine, address)
         return index
 
     @classmethod
@@ -280,6 +295,8 @@ class Index:
         num_workers: int | None = None,
         progress: bool = False,
         wait: bool = True,
+        engine: str = "local",
+        address: str | None = None,
     ) -> AddSummary:
         """Index the image files under ``image_dir`` that are not in the index yet.
 
@@ -296,17 +313,21 @@ class Index:
         Args:
             image_dir: the folder to search recursively for images.
             batch_size: images per forward pass.
-            num_workers: decoding processes (default: one per CPU core, :func:`dim.core.embedding.decoding_split`).
+            num_workers: decoding processes of the local engine (default: one per CPU core,
+                :func:`dim.core.embedding.decoding_split`).
             progress: show a progress bar.
             wait: wait for another writer (see :meth:`build`); if false, raise
                 :class:`~retrieval.lock.IndexLockedError` when the index is locked.
+            engine: ``"local"`` or ``"ray"``, as in :meth:`build`.
+            address: with ``engine="ray"``, the Ray cluster to run on, as in :meth:`build`.
         """
+        _check_engine(engine, address, num_workers)
         with IndexLock(self.directory, wait=wait):
             self._refresh()
             paths = _collection(Path(image_dir), self.directory)
             indexed = {record.path for record in self.records}
             new = [path for path in paths if self._key(path) not in indexed]
-            added_before, skipped = len(self), self._ingest(new, batch_size, num_workers, progress)
+            added_before, skipped = len(self), self._ingest(new, batch_size, num_workers, progress, engine, address)
         return AddSummary(added=len(self) - added_before, skipped=skipped, already_indexed=len(paths) - len(new))
 
     def _refresh(self) -> None:
@@ -412,8 +433,14 @@ class Index:
                 f"Index.{method} writes the index: call it inside `with index.writing():`, which holds its lock"
             )
 
-    def _ingest(self, paths: list[Path], batch_size: int, num_workers: int | None, progress: bool) -> int:
-        """Embed ``paths``, add the readable ones, record the others, write every file. Returns #skipped."""
+    def _ingest(
+        self, paths: list[Path], batch_size: int, num_workers: int | None, progress: bool, engine: str = "local",
+        address: str | None = None,
+    ) -> int:
+        """Embed ``paths`` (with ``engine``), add the readable ones, record the others, write every file.
+
+        Returns the number of files skipped.
+        """
         stats, readable = {}, []
         skipped: dict[str, str] = {}
         for path in paths:
@@ -424,7 +451,10 @@ class Index:
                 readable.append(path)
             except OSError as error:
                 skipped[key] = describe_error(error)
-        embeddings = embed_images(self.model, readable, batch_size, num_workers, progress)
+        if engine == "ray":
+            embeddings = embed_images_ray(self.model, readable, batch_size, address, progress=progress)
+        else:
+            embeddings = embed_images(self.model, readable, batch_size, num_workers, progress)
         for position, reason in embeddings.skipped:
             skipped[self._key(readable[position])] = reason
         first_id = max(self._by_id, default=-1) + 1
@@ -680,6 +710,16 @@ def _images_under(root: Path, index_dir: str | os.PathLike) -> list[Path]:
             f"no image files under {root} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
         )
     return paths
+
+
+def _check_engine(engine: str, address: str | None, num_workers: int | None) -> None:
+    """:func:`dim.core.ray_embedding.check_engine`, and no ``num_workers`` for Ray (it spreads the decoding itself)."""
+    check_engine(engine, address)
+    if engine == "ray" and num_workers is not None:
+        raise ValueError(
+            f"num_workers ({num_workers}) sets the local engine's decoding processes; the Ray engine decodes in "
+            "its actors, on the cluster's CPUs: leave num_workers out"
+        )
 
 
 def _refuse_existing(directory: Path, overwrite: bool) -> None:

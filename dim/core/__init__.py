@@ -13,6 +13,8 @@ Modules (import them directly; this package imports nothing on its own):
 * :mod:`dim.core.registry`: which loader turns a checkpoint of each kind into features;
 * :mod:`dim.core.metrics`: ``metrics.csv`` (+ TensorBoard, + ``curves.png``) and on-device metric windows;
 * :mod:`dim.core.features`: :class:`~dim.core.features.FeatureExtractor`, the interface of every trained model;
+* :mod:`dim.core.embedding`: :func:`~dim.core.embedding.embed_images`, the one way to embed a set of images;
+* :mod:`dim.core.ray_embedding`: the same with Ray Data, on a local Ray or a cluster (optional ``ray`` extra);
 * :mod:`dim.core.probes`: weighted kNN, the linear probe and neighbour grids of any feature extractor;
 * :mod:`dim.core.distributed`: data-parallel helpers under ``torchrun``;
 * :mod:`dim.core.grids`: query-and-neighbours pictures.

@@ -73,6 +73,22 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
+def decode_file(path: str | os.PathLike, image_size: int, channels: int) -> tuple[Tensor | None, str | None]:
+    """One file as the model's input, or why it cannot be read: ``(image, None)`` or ``(None, reason)``.
+
+    ``image`` is the uint8 ``(channels, image_size, image_size)`` tensor of
+    :func:`dim.core.images.load_image` (JPEGs decoded at reduced scale);
+    ``reason`` is the one-line :func:`dim.core.images.describe_error` of a file
+    that cannot be decoded. Every file the toolkit embeds is decoded here:
+    :class:`ImageFiles` items and the Ray engine's decoding step
+    (:mod:`dim.core.ray_embedding`).
+    """
+    try:
+        return load_image(path, image_size, channels), None
+    except DECODE_ERRORS as error:
+        return None, describe_error(error)
+
+
 class ImageFiles(_Labelled, torch.utils.data.Dataset):
     """Image files decoded when read: the streaming counterpart of :class:`~dim.core.memory.ImageDataset`.
 
@@ -134,10 +150,7 @@ class ImageFiles(_Labelled, torch.utils.data.Dataset):
         return len(self) * self.channels * self.image_size**2
 
     def __getitem__(self, index: int) -> tuple[int, Tensor | None, str | None]:
-        try:
-            return index, load_image(self.path(index), self.image_size, self.channels), None
-        except DECODE_ERRORS as error:
-            return index, None, describe_error(error)
+        return index, *decode_file(self.path(index), self.image_size, self.channels)
 
     def subset(self, indices: Sequence[int] | Tensor) -> ImageFiles:
         """The files at ``indices``, in that order, with their labels."""
