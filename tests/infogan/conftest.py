@@ -18,15 +18,14 @@ from infogan.config import TrainConfig
 from infogan.train import Trainer
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _no_curves():
-    """Skip drawing ``curves.png`` at the end of each run (matplotlib's layout takes seconds per run).
+@pytest.fixture(autouse=True)
+def _no_curves(monkeypatch):
+    """Skip drawing ``curves.png`` at the end of each InfoGAN run (matplotlib's layout takes seconds per run).
 
-    The drawing is :mod:`dim.core.metrics`' and is tested with it (``tests/dim/core/test_metrics.py``).
+    The drawing is :mod:`dim.core.metrics`' and is tested with it (``tests/dim/core/test_metrics.py``). Per
+    test, not per session: a test process runs other directories' tests after these, and they draw.
     """
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dim.core.metrics, "plot_curves", lambda metrics_csv, out: None)
-        yield
+    monkeypatch.setattr(dim.core.metrics, "plot_curves", lambda metrics_csv, out: None)
 
 
 @pytest.fixture(autouse=True)
