@@ -415,7 +415,8 @@ def estimate_mi(
        the spread of the procedure over the data, not an exact coverage);
     5. baselines: :func:`dim.mi.baselines.gaussian_mi` (bias-corrected) and
        :func:`dim.mi.baselines.ksg_mi` on the same preprocessed samples (KSG on
-       at most ``ksg_max_samples`` of them: it costs ``N^2``).
+       at most ``ksg_max_samples`` of them: its k-d tree searches slow towards ``N^2``
+       as the dimension grows).
 
     Args:
         x: ``(N, D_x)`` or ``(N,)`` samples, a tensor or anything ``torch.as_tensor`` takes.
