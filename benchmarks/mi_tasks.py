@@ -53,7 +53,7 @@ class Task:
 
 # --- base distributions ------------------------------------------------------------------------------------------------
 
-def gaussian_mi(covariance: np.ndarray, dim_x: int) -> float:
+def normal_mi(covariance: np.ndarray, dim_x: int) -> float:
     """1/2 (log det S_xx + log det S_yy - log det S)."""
     logdet = lambda m: np.linalg.slogdet(m)[1]  # noqa: E731
     return 0.5 * (logdet(covariance[:dim_x, :dim_x]) + logdet(covariance[dim_x:, dim_x:]) - logdet(covariance))
@@ -79,7 +79,7 @@ def normal(covariance: np.ndarray, dim_x: int) -> Task:
         xy = rng.multivariate_normal(np.zeros(len(covariance)), covariance, size=n)
         return xy[:, :dim_x], xy[:, dim_x:]
 
-    return Task("", gaussian_mi(covariance, dim_x), sample)
+    return Task("", normal_mi(covariance, dim_x), sample)
 
 
 def student_entropy(dim: int, dof: int) -> float:
