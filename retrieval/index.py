@@ -200,7 +200,7 @@ class Index:
             ImportError: for ``engine="ray"`` when Ray is not installed.
             IndexLockedError: if ``wait`` is false and another writer holds the lock.
         """
-        _check_engine(engine, address, num_workers)
+        check_engine(engine, address, num_workers)
         if index_type not in ann.INDEX_TYPES:
             raise ValueError(f"index_type must be one of {list(ann.INDEX_TYPES)}, got {index_type!r}")
         directory = Path(index_dir)
@@ -321,7 +321,7 @@ class Index:
             engine: ``"local"`` or ``"ray"``, as in :meth:`build`.
             address: with ``engine="ray"``, the Ray cluster to run on, as in :meth:`build`.
         """
-        _check_engine(engine, address, num_workers)
+        check_engine(engine, address, num_workers)
         with IndexLock(self.directory, wait=wait):
             self._refresh()
             paths = _collection(Path(image_dir), self.directory)
@@ -710,16 +710,6 @@ def _images_under(root: Path, index_dir: str | os.PathLike) -> list[Path]:
             f"no image files under {root} (looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
         )
     return paths
-
-
-def _check_engine(engine: str, address: str | None, num_workers: int | None) -> None:
-    """:func:`dim.core.ray_embedding.check_engine`, and no ``num_workers`` for Ray (it spreads the decoding itself)."""
-    check_engine(engine, address)
-    if engine == "ray" and num_workers is not None:
-        raise ValueError(
-            f"num_workers ({num_workers}) sets the local engine's decoding processes; the Ray engine decodes in "
-            "its actors, on the cluster's CPUs: leave num_workers out"
-        )
 
 
 def _refuse_existing(directory: Path, overwrite: bool) -> None:

@@ -62,13 +62,14 @@ def import_ray() -> ModuleType:
     return ray
 
 
-def check_engine(engine: str, address: str | None = None) -> None:
-    """Refuse an unknown engine, an address without the Ray engine, and the Ray engine without Ray.
+def check_engine(engine: str, address: str | None = None, num_workers: int | None = None) -> None:
+    """Refuse an unknown engine, an address without the Ray engine, decoding workers with it, and Ray missing.
 
     Cheap, and meant to run before any long work (listing a folder, training a model).
 
     Raises:
-        ValueError: for an engine not in :data:`ENGINES`, or an ``address`` with the local engine.
+        ValueError: for an engine not in :data:`ENGINES`, an ``address`` with the local engine, or
+            ``num_workers`` (the local engine's decoding processes) with the Ray engine.
         ImportError: for the Ray engine when Ray Data is not installed (the message says how to install it).
     """
     if engine not in ENGINES:
@@ -77,6 +78,11 @@ def check_engine(engine: str, address: str | None = None) -> None:
         raise ValueError(
             f"an address ({address!r}) is where a Ray cluster runs: use it with engine='ray', or leave it out to "
             "embed on this machine"
+        )
+    if engine == "ray" and num_workers is not None:
+        raise ValueError(
+            f"num_workers ({num_workers}) sets the local engine's decoding processes; the Ray engine decodes in "
+            "its actors, on the cluster's CPUs: leave num_workers out"
         )
     if engine == "ray":
         import_ray()
