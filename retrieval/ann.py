@@ -50,7 +50,7 @@ from typing import Any
 
 import faiss
 import numpy as np
-from faiss.contrib.inspect_tools import get_invlist
+from faiss.contrib.inspect_tools import get_invlist, get_invlist_sizes
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 FLAT_MAX_VECTORS = 200_000
@@ -348,7 +348,7 @@ def reconstruct(index: faiss.Index, position: int) -> np.ndarray:
     inner = inner_index(index)
     if inner is not index:
         return inner.reconstruct_n(int(position), 1)[0]
-    sizes = np.array([index.invlists.list_size(list_no) for list_no in range(index.nlist)])
+    sizes = get_invlist_sizes(index.invlists)  # (nlist,)
     ends = np.cumsum(sizes)
     list_no = int(np.searchsorted(ends, position, side="right"))
     vector = np.empty(index.d, dtype=np.float32)
