@@ -167,6 +167,22 @@ def _standardize(values: Tensor) -> Tensor:
     return (values - values.mean(dim=0)) / spread
 
 
+def _student_t_quantile(p: float, dof: int) -> float:
+    """The p-quantile of Student's t with ``dof`` degrees of freedom.
+
+    Cornish-Fisher expansion around the normal quantile z (Abramowitz & Stegun
+    26.7.5); within 1 % of the exact value for dof >= 2 at p = 0.975.
+    """
+    z = torch.special.ndtri(torch.tensor(p, dtype=torch.float64)).item()
+    terms = (
+        (z**3 + z) / 4,
+        (5 * z**5 + 16 * z**3 + 3 * z) / 96,
+        (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
+        (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160,
+    )
+    return z + sum(term / dof ** (power + 1) for power, term in enumerate(terms))
+
+
 class _ScaledDotProduct(nn.Module):
     """A separable critic's raw dot products divided by the root of the embedding size E.
 
@@ -415,8 +431,7 @@ def estimate_mi(
        the spread of the procedure over the data, not an exact coverage);
     5. baselines: :func:`dim.mi.baselines.gaussian_mi` (bias-corrected) and
        :func:`dim.mi.baselines.ksg_mi` on the same preprocessed samples (KSG on
-       at most ``ksg_max_samples`` of them: its k-d tree searches slow towards ``N^2``
-       as the dimension grows).
+       at most ``ksg_max_samples`` of them: it costs ``N^2``).
 
     Args:
         x: ``(N, D_x)`` or ``(N,)`` samples, a tensor or anything ``torch.as_tensor`` takes.
@@ -513,9 +528,7 @@ def estimate_mi(
     estimates = torch.tensor([fold.test_mi for fold in results], dtype=torch.float64)
     weights = torch.tensor([fold.num_test for fold in results], dtype=torch.float64)
     nats = (estimates * weights).sum().item() / weights.sum().item()
-    from scipy.stats import t as student_t  # here: scipy.stats takes a while to import
-
-    half_width = student_t.ppf((1 + confidence) / 2, folds - 1) * estimates.std().item() / math.sqrt(folds)
+    half_width = _student_t_quantile((1 + confidence) / 2, folds - 1) * estimates.std().item() / math.sqrt(folds)
     interval = (nats - half_width, nats + half_width)
     notes += _diagnose(results, nats, interval, found, options)
     if not held_out:

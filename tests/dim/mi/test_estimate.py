@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dim.mi import canonical_correlations, estimate_mi, gaussian_mi, ksg_mi, rank_gaussianize
-from dim.mi.estimate import build_critic
+from dim.mi.estimate import _student_t_quantile, build_critic
 
 RHO = 0.8
 TRUE_MI = -2 * 0.5 * math.log(1 - RHO**2)  # two correlated pairs: 1.022 nats
@@ -52,7 +52,7 @@ def test_the_interval_is_the_t_interval_of_the_folds_and_covers(gaussian_estimat
     sizes = torch.tensor([fold.num_test for fold in result.folds], dtype=torch.float64)
     assert result.nats == pytest.approx(((folds * sizes).sum() / sizes.sum()).item())
     half = 4.302653 * folds.std().item() / math.sqrt(3)  # t quantile, 2 degrees of freedom, 97.5 %
-    assert result.interval == pytest.approx((result.nats - half, result.nats + half), rel=1e-6)
+    assert result.interval == pytest.approx((result.nats - half, result.nats + half), rel=0.01)
     assert result.interval[0] - 0.05 <= TRUE_MI <= result.interval[1] + 0.05
 
 
@@ -96,6 +96,11 @@ def test_separable_critics_score_scaled_dot_products():
     assert torch.allclose(scaled.pairs(x, y, index), scaled.critic.pairs(x, y, index) / 4)
     cosine = build_critic("separable", 3, 2, {"hidden_dim": 8, "embed_dim": 16, "temperature": 0.5})
     assert cosine(x, y).abs().max() <= 2 + 1e-6  # |cos| / T
+
+
+def test_student_t_quantile():
+    for dof, exact in [(2, 4.302653), (4, 2.776445), (9, 2.262157)]:
+        assert _student_t_quantile(0.975, dof) == pytest.approx(exact, rel=0.01)
 
 
 def test_gaussian_baseline_against_the_closed_form():
@@ -146,7 +151,7 @@ def test_ksg_matches_a_hand_computation():
     rng = np.random.default_rng(2)
     x, y = rng.standard_normal((40, 2)), rng.standard_normal((40, 1))
     y += x[:, :1]
-    assert ksg_mi(x, y, k=3).item() == pytest.approx(ksg_by_hand(x, y, 3), rel=1e-9)
+    assert ksg_mi(x, y, k=3, chunk_size=7).item() == pytest.approx(ksg_by_hand(x, y, 3), rel=1e-9)
 
 
 def test_ksg_is_near_the_truth_on_a_gaussian_pair():
