@@ -22,7 +22,7 @@ What it does, part by part (``--part``, may be given more than once; ``all`` is 
   pass alone on uint8 batches already on the GPU.
 
 The DIM recipe, and why: ``--preset gpu`` (``dim.config.PRESETS``), which is the CPU's best
-recipe (the DIM paper's local infoNCE across locations plus the global term, separable critics,
+recipe (the DIM paper's local infoNCE across locations alone, separable critics,
 the KL prior, flip + crop, a cosine learning rate; the most accuracy per minute measured in
 benchmarks/RESULTS.md) with four settings for one GPU:
 

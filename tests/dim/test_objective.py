@@ -25,12 +25,14 @@ from dim.models import Encoder
 from dim.objective import BOUNDS, DeepInfoMax, build_objective
 
 # The state dicts of the presets' models (3x32 images, critic_hidden 16) as checkpoints hold them: the count and
-# the sha256 of their "name (shape)" lines. Saved runs must keep loading, so these never change.
+# the sha256 of their "name (shape)" lines. Saved runs must keep loading, so these never change. A run saves its
+# resolved settings, so a run of an earlier `best` (with the global term, alpha 0.5) is rebuilt as alpha=0.5.
 PRESET_STATE_DIGESTS = {
-    ("best", "local"): (46, "f361f844f17f6908fcc43dfd33dd98e548e725db0499ffeb58b38f3050c4afe4"),
-    ("paper", "local"): (34, "242fa72ef64d84e39fb179dd360021e284285635dbed44c2490d7dd36c2eebe6"),
-    ("su-jianlin", "local"): (36, "8346991f3badab2536c9e2bfc5cd1533e8779d8e09f9f3677e69ebc2a5263abf"),
-    ("best", "local+conv"): (58, "56879b07c45d909a27cc469f41516057cc58e7d02f633bc971d17d5a06260feb"),
+    ("best", "local", 0.5): (46, "f361f844f17f6908fcc43dfd33dd98e548e725db0499ffeb58b38f3050c4afe4"),
+    ("best", "local", None): (34, "58fbf7d22830748fd6f874636bbbccafdcd8634c0f03f7603431cdd5710b0956"),
+    ("paper", "local", None): (34, "242fa72ef64d84e39fb179dd360021e284285635dbed44c2490d7dd36c2eebe6"),
+    ("su-jianlin", "local", None): (36, "8346991f3badab2536c9e2bfc5cd1533e8779d8e09f9f3677e69ebc2a5263abf"),
+    ("best", "local+conv", 0.5): (58, "56879b07c45d909a27cc469f41516057cc58e7d02f633bc971d17d5a06260feb"),
 }
 
 
@@ -40,24 +42,27 @@ def objective(**settings) -> DeepInfoMax:
     return build_objective(Encoder(z_dim=config.z_dim, stochastic=config.prior == "kl"), config)
 
 
-@pytest.mark.parametrize(("preset", "local_maps"), list(PRESET_STATE_DIGESTS))
-def test_the_presets_checkpoint_layouts_are_unchanged(preset, local_maps):
-    state = objective(preset=preset, local_maps=local_maps).state_dict()
+@pytest.mark.parametrize(("preset", "local_maps", "alpha"), list(PRESET_STATE_DIGESTS))
+def test_the_presets_checkpoint_layouts_are_unchanged(preset, local_maps, alpha):
+    model = objective(preset=preset, local_maps=local_maps, alpha=alpha)
+    state = model.state_dict()
     prefixes = {name.split(".critic.")[0] if ".critic." in name else name.split(".")[0] for name in state}
-    expected = {"encoder", "local_mi"} | ({"global_mi"} if preset != "paper" else set())
+    expected = {"encoder", "local_mi"} | ({"global_mi"} if model.alpha > 0 else set())
     assert prefixes == expected | ({"conv_local_mi"} if local_maps == "local+conv" else set())
     lines = "\n".join(f"{name} {tuple(tensor.shape)}" for name, tensor in state.items())
-    assert (len(state), hashlib.sha256(lines.encode()).hexdigest()) == PRESET_STATE_DIGESTS[preset, local_maps]
+    assert (len(state), hashlib.sha256(lines.encode()).hexdigest()) == PRESET_STATE_DIGESTS[preset, local_maps, alpha]
 
 
 def test_the_builder_composes_each_term_from_the_configs_names():
-    model = objective(preset="best")  # infonce, locations, separable critics, kl prior
+    best = objective(preset="best")  # the local term alone: infonce, locations, separable critics, kl prior
+    assert best.global_mi is None and best.conv_local_mi is None
+    assert (best.alpha, best.beta, best.gamma, best.prior_kind) == (0.0, 2.0, 0.01, "kl")
+    model = objective(preset="best", alpha=0.5)  # and the global term of the same form
     for term in (model.global_mi, model.local_mi):
         assert isinstance(term, MIEstimator) and isinstance(term.negatives, CrossLocationNegatives)
         assert isinstance(term.bound, InfoNCEBound)
-    assert isinstance(model.local_mi.critic, LocalSeparableCritic) and model.conv_local_mi is None
+    assert isinstance(model.local_mi.critic, LocalSeparableCritic)
     assert model.local_mi.critic is not model.global_mi.critic
-    assert (model.alpha, model.beta, model.gamma, model.prior_kind) == (0.5, 1.5, 0.01, "kl")
     assert model.global_mi.critic.temperature is None
     su = objective(preset="su-jianlin")
     assert isinstance(su.local_mi.negatives, ShuffleNegatives) and isinstance(su.local_mi.bound, JensenShannonBound)

@@ -61,6 +61,14 @@ def test_two_view_training_runs(tmp_path):
     assert result.step == 2 and all(math.isfinite(result.metrics[name]) for name in ("loss", "local_mi"))
 
 
+@pytest.mark.parametrize(("settings", "expected"), [({}, "MI local "), ({"alpha": 0.5}, "MI global ")])
+def test_the_epoch_line_gives_the_mi_of_the_terms_that_are_on(tmp_path, capsys, settings, expected):
+    train(dataclasses.replace(TINY, out=str(tmp_path / "run"), max_steps=1, **settings), progress=True)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if " step 1: loss " in line]
+    assert lines and expected in lines[0] and ("global" in lines[0]) == ("alpha" in settings)
+
+
 def test_resume_needs_a_checkpoint_and_a_fresh_run_needs_an_empty_dir(tmp_path):
     with pytest.raises(FileNotFoundError):
         train(dataclasses.replace(TINY, out=str(tmp_path / "none"), max_steps=1), resume=True, progress=False)

@@ -40,7 +40,8 @@ def _objective(gather) -> DeepInfoMax:
     """The same small DIM objective on every call (seeded): in-batch negatives, so nothing is drawn at random."""
     torch.manual_seed(0)
     encoder = Encoder("dcgan", channels=3, image_size=16, z_dim=8, stochastic=False)
-    config = TrainConfig(bound="infonce", negatives="all", critic="separable", prior="none", critic_hidden=16)
+    config = TrainConfig(bound="infonce", negatives="all", critic="separable", prior="none", critic_hidden=16,
+                         alpha=0.5, beta=1.5)  # both terms, so both critics' negatives are checked
     model = build_objective(encoder, config.resolved(), gather)
     return model.eval()  # BatchNorm on running statistics: each image's encoding is independent of the others
 
