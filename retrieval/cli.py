@@ -33,18 +33,14 @@ from retrieval.store import SKIPPED_FILE
 
 
 def _check_engine_options(engine: str, address: str | None, num_workers: int | None) -> None:
-    """Refuse --address without --engine ray and --num-workers with it, and say how to install Ray if it is missing.
-
-    Run before any long work (training a model, listing the folder).
-    """
-    if address is not None and engine != "ray":
-        raise click.UsageError(f"--address {address} is where a Ray cluster runs: give --engine ray too, or leave "
-                               "--address out to embed on this machine")
-    if engine == "ray" and num_workers is not None:
-        raise click.UsageError("--num-workers sets the local engine's decoding processes; the Ray engine decodes in "
-                               "its actors, on the cluster's CPUs: leave --num-workers out")
-    with user_errors(ImportError):
-        check_engine(engine, address)
+    """:func:`dim.core.ray_embedding.check_engine` before any long work (training a model, listing the folder):
+    a wrong combination of --engine, --address and --num-workers is a usage error, a missing Ray a plain one."""
+    try:
+        check_engine(engine, address, num_workers)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    except ImportError as error:
+        raise click.ClickException(str(error)) from error
 
 
 def _summary(indexed: int, skipped: int, index_dir: Path) -> str:

@@ -65,7 +65,8 @@ def import_ray() -> ModuleType:
 def check_engine(engine: str, address: str | None = None, num_workers: int | None = None) -> None:
     """Refuse an unknown engine, an address without the Ray engine, decoding workers with it, and Ray missing.
 
-    Cheap, and meant to run before any long work (listing a folder, training a model).
+    Cheap, and meant to run before any long work (listing a folder, training a model). The messages name
+    each argument and its ``dim-search`` flag, so the command line shows them as they are.
 
     Raises:
         ValueError: for an engine not in :data:`ENGINES`, an ``address`` with the local engine, or
@@ -76,13 +77,13 @@ def check_engine(engine: str, address: str | None = None, num_workers: int | Non
         raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
     if address is not None and engine != "ray":
         raise ValueError(
-            f"an address ({address!r}) is where a Ray cluster runs: use it with engine='ray', or leave it out to "
-            "embed on this machine"
+            f"address {address} (--address) is where a Ray cluster runs: use it with engine='ray' (--engine ray), "
+            "or leave it out to embed on this machine"
         )
     if engine == "ray" and num_workers is not None:
         raise ValueError(
-            f"num_workers ({num_workers}) sets the local engine's decoding processes; the Ray engine decodes in "
-            "its actors, on the cluster's CPUs: leave num_workers out"
+            f"num_workers {num_workers} (--num-workers) sets the local engine's decoding processes; the Ray engine "
+            "decodes in its actors, on the cluster's CPUs: leave num_workers (--num-workers) out"
         )
     if engine == "ray":
         import_ray()

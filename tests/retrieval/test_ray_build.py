@@ -56,9 +56,9 @@ def test_ray_add_gives_the_local_additions(local_ray, model, image_dir: Path, tm
 
 
 def test_engine_arguments_are_checked_before_any_work(model, image_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="use it with engine='ray'"):
+    with pytest.raises(ValueError, match=r"use it with engine='ray' \(--engine ray\)"):
         Index.build(model, image_dir, tmp_path / "index", address="head:6379")
-    with pytest.raises(ValueError, match="leave num_workers out"):
+    with pytest.raises(ValueError, match=r"leave num_workers \(--num-workers\) out"):
         Index.build(model, image_dir, tmp_path / "index", engine="ray", num_workers=2)
     with pytest.raises(ValueError, match="engine must be one of"):
         Index.build(model, image_dir, tmp_path / "index", engine="spark")
@@ -72,11 +72,11 @@ def invoke(*args: object) -> Result:
 def test_cli_refuses_address_without_ray_engine_and_workers_with_it(image_dir: Path, tmp_path: Path) -> None:
     result = invoke("build", image_dir, "--index", tmp_path / "index", "--address", "head:6379")
     assert result.exit_code == 2
-    assert "--address head:6379 is where a Ray cluster runs: give --engine ray" in result.output
+    assert "address head:6379 (--address) is where a Ray cluster runs: use it with engine='ray' (--engine ray)" in result.output
     result = invoke("build", image_dir, "--index", tmp_path / "index", "--engine", "ray", "--num-workers", "2")
-    assert result.exit_code == 2 and "leave --num-workers out" in result.output
+    assert result.exit_code == 2 and "leave num_workers (--num-workers) out" in result.output
     result = invoke("add", tmp_path, image_dir, "--engine", "local", "--address", "head:6379")  # checked before loading
-    assert result.exit_code == 2 and "give --engine ray" in result.output
+    assert result.exit_code == 2 and "use it with engine='ray' (--engine ray)" in result.output
     result = invoke("build", image_dir, "--index", tmp_path / "index", "--engine", "spark")
     assert result.exit_code == 2 and "'spark' is not one of 'local', 'ray'" in result.output
     assert not (tmp_path / "index").exists()

@@ -96,8 +96,11 @@ def test_engines_and_arguments_are_checked() -> None:
     assert ENGINES == ("local", "ray")
     with pytest.raises(ValueError, match=r"engine must be one of \['local', 'ray'\], got 'spark'"):
         check_engine("spark")
-    with pytest.raises(ValueError, match="use it with engine='ray'"):
+    with pytest.raises(ValueError, match=r"address head:6379 \(--address\) is where a Ray cluster runs: use it with "
+                                         r"engine='ray' \(--engine ray\)"):
         check_engine("local", "head:6379")
+    with pytest.raises(ValueError, match=r"leave num_workers \(--num-workers\) out"):
+        check_engine("ray", num_workers=2)
     with pytest.raises(ValueError, match="actors must be >= 1"):
         embed_images_ray(tiny_model(), ["any.png"], actors=0)
     with pytest.raises(ValueError, match="batch_size must be positive"):
