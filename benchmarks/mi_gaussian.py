@@ -149,7 +149,7 @@ def main() -> None:
             verdicts = {within_target(r) for r in mine} - {"-"}
             verdict = "ok" if verdicts == {"ok"} else ", ".join(sorted(v for v in verdicts if v != "ok")) or "-"
             print(f"{bound:10s}{critic_kind:11s}" + "".join(f"{r['estimate']:9.2f}" for r in mine) + f"   {verdict}")
-    full = args.critics == CRITICS and args.bounds == BOUNDS
+    full = list(args.critics) == list(CRITICS) and list(args.bounds) == list(BOUNDS)  # the plot shows every pair
     if not args.quick and full and save_plot(traces, levels, steps, args.plot, args.batch_size):
         print(f"plot: {args.plot}")
     elif not args.quick and full:

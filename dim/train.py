@@ -233,7 +233,7 @@ class Trainer:
             knn_text = "" if knn_top1 is None else f", kNN top-1 {knn_top1:.4f} ({'full' if full else 'subset'})"
             self._print(
                 f"epoch {row['epoch']:g} step {self.step}: loss {row['loss']:.4f}, MI "
-                f"{' '.join(f'{name[3:]} {value}' for name, value in self._mi_text(row).items())} nats{knn_text}, "
+                f"{' '.join(f'{term} {value}' for term, value in self._mi_text(row).items())} nats{knn_text}, "
                 f"{row['images_per_s']:.0f} images/s"
             )
         epoch = self.epoch + self.batch / self.steps_per_epoch
@@ -272,8 +272,8 @@ class Trainer:
             bar.update()
             if done % config.log_every == 0:
                 values = self._read(window, totals)  # the only sync
-                bar.set_postfix({"loss": f"{values['loss']:.3f}", **self._mi_text(values),
-                                 "prior": f"{values['prior']:.3f}"})
+                mi = {f"mi_{term}": value for term, value in self._mi_text(values).items()}
+                bar.set_postfix({"loss": f"{values['loss']:.3f}", **mi, "prior": f"{values['prior']:.3f}"})
                 clock = self.context.broadcast(self.train_seconds + time.perf_counter() - start)
         self._read(window, totals)  # waits for the device, so the timing below is complete
         seconds = time.perf_counter() - start
@@ -333,9 +333,9 @@ class Trainer:
         return values
 
     def _mi_text(self, values: dict[str, float]) -> dict[str, str]:
-        """The MI estimates of the terms that are on (a weight of 0 leaves its term out), as ``mi_<term>`` texts."""
+        """The MI estimate of each term that is on (a weight of 0 leaves its term out), by term, as text."""
         terms = {"global": self.model.global_mi, "local": self.model.local_mi}
-        return {f"mi_{term}": f"{values[f'{term}_mi']:.3f}" for term, module in terms.items() if module is not None}
+        return {term: f"{values[f'{term}_mi']:.3f}" for term, module in terms.items() if module is not None}
 
     def budget_used(self, seconds: float) -> float:
         """The largest used-up fraction of the run's budgets after ``seconds`` of training, in [0, 1]."""
