@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")  # label -> class name
+_BLOCK_VALUES = 1 << 20  # float32 values per block of the noise and rounding pass (4 MiB)
 
 
 def make_shapes(
@@ -59,6 +60,19 @@ def make_shapes(
             mask = np.choose(labels[:, None, None], [circle, square, triangle]) & present[:, None, None]  # (N, h, w)
             np.copyto(images[:, top:bottom, left:right], shade[:, None, None, :], where=mask[..., None])
 
-    images += rng.standard_normal(images.shape, dtype=np.float32) * 0.02
-    images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # (N, S, S, 3)
-    return torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), torch.from_numpy(labels).long()
+    # Pixel noise and rounding to bytes, a block of images at a time: the draws come in the order of one
+    # whole-array draw (so the images do not depend on the block size), and no whole-array temporaries are made.
+    pixels = np.empty((num_images, 3, image_size, image_size), dtype=np.uint8)  # (N, 3, S, S)
+    block = max(1, _BLOCK_VALUES // images[0].size)
+    noise = np.empty((min(block, num_images), *images.shape[1:]), dtype=np.float32)
+    for start in range(0, num_images, block):
+        scene = images[start : start + block]  # (b, S, S, 3), a view
+        draw = noise[: len(scene)]
+        rng.standard_normal(draw.shape, dtype=np.float32, out=draw)
+        draw *= 0.02
+        scene += draw
+        np.clip(scene, 0.0, 1.0, out=scene)
+        scene *= 255.0
+        scene += 0.5
+        pixels[start : start + block] = scene.transpose(0, 3, 1, 2)  # truncated to uint8, as astype does
+    return torch.from_numpy(pixels), torch.from_numpy(labels).long()
