@@ -138,7 +138,7 @@ def image_files(
 
 @functools.lru_cache(maxsize=4)
 def _shapes_split(split: str, image_size: int) -> tuple[Tensor, Tensor]:
-    """A split of ``shapes``, generated once per process (a few seconds for the training split)."""
+    """A split of ``shapes``, generated once per process."""
     count, seed = _SHAPES_SPLITS[split]
     return make_shapes(count, image_size, seed)
 
