@@ -35,12 +35,11 @@ from retrieval.store import SKIPPED_FILE
 def _check_engine_options(engine: str, address: str | None, num_workers: int | None) -> None:
     """:func:`dim.core.ray_embedding.check_engine` before any long work (training a model, listing the folder):
     a wrong combination of --engine, --address and --num-workers is a usage error, a missing Ray a plain one."""
-    try:
-        check_engine(engine, address, num_workers)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from error
-    except ImportError as error:
-        raise click.ClickException(str(error)) from error
+    with user_errors(ImportError):
+        try:
+            check_engine(engine, address, num_workers)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
 
 
 def _summary(indexed: int, skipped: int, index_dir: Path) -> str:
